@@ -1,0 +1,25 @@
+# Two commands for a new user: `make train` and `make test`. Both create .venv on first use.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CONFIG ?= configs/cartpole.yaml
+
+.PHONY: setup train test bench clean
+
+setup: $(STAMP)
+
+# Reinstalls only when a requirements file changed; pins are exact (see requirements*.txt).
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	touch $(STAMP)
+
+train: setup
+	$(BIN)/python train.py --config $(CONFIG)
+
+test: setup
+	$(BIN)/python -m pytest -q tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache

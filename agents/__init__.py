@@ -1,0 +1,1 @@
+"""Agents: actor-critic networks, rollout storage with GAE, and the PPO update."""

@@ -1,0 +1,52 @@
+"""The actor-critic interface that the PPO core trains, shared by every network of the toolkit."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.distributions import Categorical
+
+
+def layer_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
+    """Orthogonal weight initialisation with the given gain and a constant bias.
+
+    Gains used throughout (Huang et al. 2022): √2 for hidden layers, 0.01 for the policy head (so
+    the first policy is close to uniform), 1.0 for the value head.
+    """
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.constant_(layer.bias, bias)
+    return layer
+
+
+class ActorCritic(nn.Module):
+    """A categorical policy π(a|s) and a value V(s) computed from one observation batch.
+
+    Subclasses implement `forward(obs) -> (logits [B, A], value [B])`; this class turns that into
+    the three calls the PPO core makes: `act` during rollouts, `value` for bootstrapping and
+    `evaluate_actions` inside the update.
+    """
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def act(
+        self, obs: torch.Tensor, deterministic: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Sample a ~ π(·|s) (or take argmax); return (action, log π(a|s), V(s))."""
+        logits, value = self(obs)
+        dist = Categorical(logits=logits)
+        action = logits.argmax(dim=-1) if deterministic else dist.sample()
+        return action, dist.log_prob(action), value
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)[1]
+
+    def evaluate_actions(
+        self, obs: torch.Tensor, actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (log π(a|s), entropy of π(·|s), V(s)) for stored observations and actions."""
+        logits, value = self(obs)
+        dist = Categorical(logits=logits)
+        return dist.log_prob(actions.long()), dist.entropy(), value

@@ -1,0 +1,285 @@
+"""Training configuration: typed sections with defaults, YAML loading with inheritance, overrides.
+
+Every hyperparameter has a name, a default and a one-line comment. A YAML file only states what
+differs from these defaults; `extends: other.yaml` (path relative to the file) inherits another
+file first, so families of configs (e.g. all Atari games) share one base.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A config the user must fix; train.py prints it as one `error:` line and exits with 2."""
+
+
+@dataclass
+class EnvConfig:
+    num_envs: int = 8  # parallel environments, each one column of the rollout
+    vectorization: Literal["sync", "async"] = "sync"  # gymnasium SyncVectorEnv or AsyncVectorEnv
+    kwargs: dict = field(default_factory=dict)  # extra keyword arguments for gymnasium.make
+
+
+@dataclass
+class NetworkConfig:
+    kind: Literal["mlp"] = "mlp"  # actor-critic architecture
+    hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])  # MLP layer widths
+    activation: Literal["tanh", "relu"] = "tanh"  # MLP nonlinearity
+    shared_trunk: bool = False  # MLP: one trunk for policy and value (False: two separate MLPs)
+
+
+@dataclass
+class PPOConfig:
+    learning_rate: float = 2.5e-4  # Adam step size at the start
+    anneal_lr: bool = True  # linearly decay the learning rate to 0 over training
+    adam_eps: float = 1e-5  # Adam epsilon (1e-5 as in the reference PPO implementations)
+    num_steps: int = 128  # steps per env per rollout segment; batch = num_envs × num_steps
+    num_minibatches: int = 4  # minibatches per epoch
+    update_epochs: int = 4  # passes over each batch
+    gamma: float = 0.99  # discount factor γ
+    gae_lambda: float = 0.95  # GAE λ
+    clip_coef: float = 0.2  # ε of the clipped surrogate (and of value clipping)
+    anneal_clip: bool = False  # linearly decay clip_coef to 0 with the learning rate
+    clip_value_loss: bool = True  # clip the value loss around the old value estimate
+    vf_coef: float = 0.5  # c_v, weight of the value loss
+    ent_coef: float = 0.0  # c_e, weight of the entropy bonus
+    max_grad_norm: float = 0.5  # global gradient-norm clip
+    norm_adv: bool = True  # normalise advantages per minibatch
+    target_kl: Optional[float] = None  # stop the epochs early once approx KL exceeds this
+    loss: Literal["clip", "kl_penalty"] = "clip"  # clipped surrogate or the adaptive KL penalty
+    kl_coef: float = 1.0  # kl_penalty: initial β
+    kl_target: float = 0.01  # kl_penalty: β doubles above 1.5×target, halves below target/1.5
+
+
+@dataclass
+class TrainConfig:
+    env_id: str = "CartPole-v1"  # any registered gymnasium id
+    seed: int = 1  # seeds Python, NumPy, torch and the envs
+    total_timesteps: int = 100_000  # env steps over all envs
+    run_dir: Optional[str] = None  # default runs/<env>__<config>__<seed>__<timestamp>
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    torch_threads: int = 0  # torch intra-op threads in the learner; 0: one per core
+    checkpoint_interval: int = 50  # save a checkpoint every N updates (and always at the end)
+    stats_window: int = 100  # episodes in the rolling mean of rollout/ep_rew_mean
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+
+    @property
+    def batch_size(self) -> int:
+        return self.env.num_envs * self.ppo.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        # Round up, as Stable-Baselines3 does: training stops at the first update boundary at or
+        # past total_timesteps, so the two libraries see the same number of env steps.
+        return -(-self.total_timesteps // self.batch_size)
+
+
+# --------------------------------------------------------------------------------------------
+# dict <-> dataclass with strict checking
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " or ".join(repr(v) for v in typing.get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return "null"
+    if origin is not None:
+        return origin.__name__
+    return tp.__name__
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    if origin in (Union, types.UnionType):
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+    if tp is type(None):
+        if value is None:
+            return None
+    elif origin is Literal:
+        if value in typing.get_args(tp):
+            return value
+    elif origin is list:
+        (item_type,) = typing.get_args(tp)
+        if isinstance(value, list):
+            return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    elif tp is dict or origin is dict:
+        if isinstance(value, dict):
+            return dict(value)
+    elif tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise ConfigError(f"{key} must be a finite number, got {value!r}")
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            return value
+    else:  # pragma: no cover - a new annotation kind must be taught to this function
+        raise TypeError(f"unsupported annotation {tp} for {key}")
+    raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
+
+
+def _unknown_key_error(key: str, valid: list[str], prefix: str) -> ConfigError:
+    full = prefix + key
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+    return ConfigError(f"unknown config key '{full}'{hint}")
+
+
+def _build(cls: type, data: dict, prefix: str = "") -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix.rstrip('.') or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise _unknown_key_error(str(key), names, prefix)
+        tp = hints[key]
+        if dataclasses.is_dataclass(tp):
+            kwargs[key] = _build(tp, value, f"{prefix}{key}.")
+        else:
+            kwargs[key] = _coerce(value, tp, prefix + key)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> TrainConfig:
+    """Build and validate a TrainConfig from a nested dict (unknown keys and bad types refused)."""
+    config = _build(TrainConfig, data)
+    validate(config)
+    return config
+
+
+def config_to_dict(config: TrainConfig) -> dict:
+    return dataclasses.asdict(config)
+
+
+def validate(config: TrainConfig) -> None:
+    """Refuse values that are well-typed but meaningless (negative rates, empty batches...)."""
+    ppo, env = config.ppo, config.env
+
+    def require(ok: bool, message: str) -> None:
+        if not ok:
+            raise ConfigError(message)
+
+    require(config.total_timesteps > 0, "total_timesteps must be > 0")
+    require(config.checkpoint_interval >= 0, "checkpoint_interval must be >= 0 (0: only at the end)")
+    require(config.stats_window > 0, "stats_window must be > 0")
+    require(config.torch_threads >= 0, "torch_threads must be >= 0 (0: one per core)")
+    require(env.num_envs > 0, "env.num_envs must be > 0")
+    require(all(h > 0 for h in config.network.hidden_sizes), "network.hidden_sizes must be > 0")
+    require(ppo.learning_rate > 0, "ppo.learning_rate must be > 0")
+    require(ppo.adam_eps > 0, "ppo.adam_eps must be > 0")
+    require(ppo.num_steps > 0, "ppo.num_steps must be > 0")
+    require(ppo.update_epochs > 0, "ppo.update_epochs must be > 0")
+    require(ppo.num_minibatches > 0, "ppo.num_minibatches must be > 0")
+    require(
+        ppo.num_minibatches <= config.batch_size,
+        f"ppo.num_minibatches ({ppo.num_minibatches}) exceeds the batch size "
+        f"env.num_envs × ppo.num_steps = {config.batch_size}",
+    )
+    require(0 <= ppo.gamma <= 1, "ppo.gamma must be in [0, 1]")
+    require(0 <= ppo.gae_lambda <= 1, "ppo.gae_lambda must be in [0, 1]")
+    require(ppo.clip_coef > 0, "ppo.clip_coef must be > 0")
+    require(ppo.vf_coef >= 0, "ppo.vf_coef must be >= 0")
+    require(ppo.ent_coef >= 0, "ppo.ent_coef must be >= 0")
+    require(ppo.max_grad_norm > 0, "ppo.max_grad_norm must be > 0")
+    require(ppo.target_kl is None or ppo.target_kl > 0, "ppo.target_kl must be > 0 or null")
+    require(ppo.kl_coef >= 0, "ppo.kl_coef must be >= 0")
+    require(ppo.kl_target > 0, "ppo.kl_target must be > 0")
+
+
+# --------------------------------------------------------------------------------------------
+# YAML files, inheritance and command-line overrides
+
+
+def _deep_merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def read_yaml_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """Read a YAML config as a dict, resolving `extends:` chains (relative to each file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    if path.resolve() in _seen:
+        raise ConfigError(f"config inheritance loops back to {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise ConfigError(f"malformed YAML in {path}{where}: {getattr(exc, 'problem', exc)}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+    parent = data.pop("extends", None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise ConfigError(f"'extends' in {path} must be a file name")
+        base = read_yaml_config(path.parent / parent, _seen + (path.resolve(),))
+        data = _deep_merge(base, data)
+    return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `dotted.key=value` overrides; values are parsed as YAML (1e-3, true, [64, 64])."""
+    data = _deep_merge({}, data)
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. ppo.learning_rate=1e-3)")
+        try:
+            value = yaml.safe_load(raw) if raw != "" else None
+        except yaml.YAMLError:
+            raise ConfigError(f"cannot parse the value of override '{item}'") from None
+        node = data
+        parts = key.split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override '{item}': '{part}' is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+    """Read a YAML config file, apply overrides, check every key, type and range."""
+    data = apply_overrides(read_yaml_config(Path(path)), overrides or [])
+    return config_from_dict(data)

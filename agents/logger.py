@@ -1,0 +1,77 @@
+"""Training logs: TensorBoard scalars under Stable-Baselines3's tag names, and a progress bar."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+
+def markdown_table(rows: dict[str, object]) -> str:
+    lines = ["| parameter | value |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in rows.items()]
+    return "\n".join(lines)
+
+
+def flatten_dict(data: dict, prefix: str = "") -> dict[str, object]:
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_dict(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+class TrainingLogger:
+    """Keeps the last `window` episodes, writes scalars against env steps, drives the progress bar.
+
+    Tags match Stable-Baselines3 (rollout/ep_rew_mean, train/approx_kl, time/fps, ...) so that runs
+    of both libraries overlay in one TensorBoard.
+    """
+
+    def __init__(
+        self, log_dir: Path, total_timesteps: int, window: int, progress: bool, start_step: int = 0
+    ) -> None:
+        self.writer = SummaryWriter(log_dir=str(log_dir))
+        self.returns: deque[float] = deque(maxlen=window)
+        self.lengths: deque[int] = deque(maxlen=window)
+        self.episodes = 0
+        self.start_time = time.time()
+        self.start_step = start_step
+        self.bar = tqdm(total=total_timesteps, initial=start_step, unit="step", disable=not progress, dynamic_ncols=True)
+
+    def log_hyperparameters(self, config: dict) -> None:
+        self.writer.add_text("hyperparameters", markdown_table(flatten_dict(config)), 0)
+
+    def add_episodes(self, episodes: list[tuple[float, int]]) -> None:
+        for episode_return, length in episodes:
+            self.returns.append(episode_return)
+            self.lengths.append(length)
+            self.episodes += 1
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns)) if self.returns else float("nan")
+
+    def log_update(self, global_step: int, metrics: dict[str, float]) -> None:
+        """Write the rollout and train scalars of one update at x = global env steps."""
+        elapsed = max(time.time() - self.start_time, 1e-9)
+        fps = (global_step - self.start_step) / elapsed
+        scalars = {"time/fps": fps, **metrics}
+        if self.returns:
+            scalars["rollout/ep_rew_mean"] = self.mean_return
+            scalars["rollout/ep_len_mean"] = float(np.mean(self.lengths))
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, global_step)
+        self.bar.update(global_step - self.bar.n)
+        self.bar.set_postfix(sps=f"{fps:.0f}", ep_rew_mean=f"{self.mean_return:.2f}", refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
+        self.writer.flush()
+        self.writer.close()

@@ -1,0 +1,1 @@
+"""Environments: construction of (vector) envs from a config, game wrappers and the token env."""

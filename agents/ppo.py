@@ -144,7 +144,7 @@ def ppo_update(
             optimizer.step()
 
             for name in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
-                sums[name] = sums.get(name, 0.0) + float(getattr(terms, name))
+                sums[name] = sums.get(name, 0.0) + getattr(terms, name).item()
             count += 1
             if config.target_kl is not None and float(terms.approx_kl) > config.target_kl:
                 stop = True

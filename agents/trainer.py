@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Callable
 
 import gymnasium as gym
 import numpy as np
@@ -34,6 +35,7 @@ class TrainResult:
     mean_return: float  # mean over the last `stats_window` episodes
     episodes: int
     wall_time: float
+    agent: ActorCritic  # the trained network, as saved in the final checkpoint
 
 
 def resolve_device(name: str) -> torch.device:
@@ -84,6 +86,36 @@ def load_agent(checkpoint_path: Path, device: str | torch.device = "cpu") -> tup
     except RuntimeError as exc:
         raise CheckpointError(f"{checkpoint_path} does not match the network of its config: {exc}") from None
     return agent.to(device), config
+
+
+@torch.inference_mode()
+def collect_rollout(
+    agent: ActorCritic,
+    envs: gym.vector.VectorEnv,
+    storage: RolloutStorage,
+    obs: torch.Tensor,
+    on_episodes: Callable[[list[tuple[float, int]]], None],
+) -> torch.Tensor:
+    """Fill `storage` with one segment played by `agent`, starting from `obs`; return the
+    observation after the segment. For an episode truncated at step t, V(its real final
+    observation, from info["final_obs"]) is stored in final_values[t] for GAE's bootstrap."""
+    device = storage.obs.device
+    for step in range(storage.num_steps):
+        storage.obs[step] = obs
+        action, logp, value = agent.act(obs)
+        storage.actions[step], storage.logp[step], storage.values[step] = action, logp, value
+        next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+        storage.rewards[step] = torch.as_tensor(reward, device=device)
+        storage.terminated[step] = torch.as_tensor(terminated, device=device)
+        storage.truncated[step] = torch.as_tensor(truncated, device=device)
+        storage.final_values[step] = 0.0
+        bootstrap = np.flatnonzero(truncated & ~terminated)
+        if bootstrap.size:
+            final_obs = np.stack(infos["final_obs"][bootstrap])
+            storage.final_values[step, bootstrap] = agent.value(obs_to_tensor(final_obs, device))
+        on_episodes(finished_episodes(infos))
+        obs = obs_to_tensor(next_obs, device)
+    return obs
 
 
 def train(config: TrainConfig, config_name: str = "config", progress: bool = True) -> TrainResult:
@@ -151,23 +183,9 @@ def _train(
                 group["lr"] = lr
 
             agent.eval()
+            next_obs_t = collect_rollout(agent, envs, storage, next_obs_t, logger.add_episodes)
+            global_step += storage.num_steps * envs.num_envs
             with torch.inference_mode():
-                for step in range(ppo.num_steps):
-                    storage.obs[step] = next_obs_t
-                    action, logp, value = agent.act(next_obs_t)
-                    storage.actions[step], storage.logp[step], storage.values[step] = action, logp, value
-                    next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
-                    global_step += config.env.num_envs
-                    storage.rewards[step] = torch.as_tensor(reward, device=device)
-                    storage.terminated[step] = torch.as_tensor(terminated, device=device)
-                    storage.truncated[step] = torch.as_tensor(truncated, device=device)
-                    storage.final_values[step] = 0.0
-                    bootstrap = np.flatnonzero(truncated & ~terminated)
-                    if bootstrap.size:
-                        final_obs = np.stack(infos["final_obs"][bootstrap])
-                        storage.final_values[step, bootstrap] = agent.value(obs_to_tensor(final_obs, device))
-                    logger.add_episodes(finished_episodes(infos))
-                    next_obs_t = obs_to_tensor(next_obs, device)
                 storage.compute_advantages(agent.value(next_obs_t), ppo.gamma, ppo.gae_lambda)
 
             agent.train()
@@ -201,4 +219,4 @@ def _train(
         checkpoint(FINAL_CHECKPOINT, config.num_updates, global_step)
     finally:
         logger.close()
-    return TrainResult(run_dir, global_step, logger.mean_return, logger.episodes, time.time() - start)
+    return TrainResult(run_dir, global_step, logger.mean_return, logger.episodes, time.time() - start, agent)

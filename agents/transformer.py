@@ -22,12 +22,28 @@ from __future__ import annotations
 
 import math
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from agents.actor_critic import ActorCritic, layer_init
+
+
+# Counts optimizer.step() calls of every optimizer in the process. Fused optimizers (e.g.
+# Adam(fused=True)) update parameters without bumping their version counters, so the KV cache
+# also treats any optimizer step as a possible weight change (see _parameter_fingerprint).
+_optimizer_steps = 0
+
+
+def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
+    global _optimizer_steps
+    _optimizer_steps += 1
+
+
+register_optimizer_step_post_hook(_count_optimizer_step)
 
 
 class CausalSelfAttention(nn.Module):
@@ -121,6 +137,17 @@ class TransformerActorCritic(ActorCritic):
         self.last_act_rows = {"incremental": 0, "rebuilt": 0}
         self.last_num_sequences = 0
 
+    @classmethod
+    def from_spaces(
+        cls, observation_space: gym.spaces.MultiDiscrete, num_actions: int, **kwargs: int
+    ) -> "TransformerActorCritic":
+        """Build for a token env: vocab from the action space, max_len from the observation."""
+        if not isinstance(observation_space, gym.spaces.MultiDiscrete) or len(observation_space.shape) != 1:
+            raise ValueError(f"expected a 1-D MultiDiscrete token observation space, got {observation_space}")
+        if not (observation_space.nvec == num_actions).all():
+            raise ValueError("observation tokens and actions must share one vocabulary")
+        return cls(num_actions, observation_space.shape[0], **kwargs)
+
     def _init_weights(self, n_layers: int) -> None:
         # GPT-2 initialisation for the trunk: N(0, 0.02), residual output projections scaled by
         # 1/√(2·n_layers) so the residual stream's variance does not grow with depth.
@@ -204,11 +231,11 @@ class TransformerActorCritic(ActorCritic):
         self._cache_params: tuple | None = None
 
     def _parameter_fingerprint(self) -> tuple:
-        # Every in-place update (optimizer.step, load_state_dict) bumps a tensor's version
-        # counter and `.to()` moves the storage, so a changed fingerprint means the cached
-        # K/V came from other weights. (Edits through `p.data` bypass the counter: call
-        # reset_cache() after those.)
-        return tuple((p.data_ptr(), p._version) for p in self.parameters())
+        # A changed fingerprint means the cached K/V may come from other weights: in-place
+        # updates (load_state_dict, copy_, non-fused optimizers) bump a tensor's version counter,
+        # `.to()` moves the storage, and any optimizer.step() bumps _optimizer_steps. Only
+        # edits through `p.data` escape all three: call reset_cache() after those.
+        return (_optimizer_steps, tuple((p.data_ptr(), p._version) for p in self.parameters()))
 
     def _ensure_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> None:
         fingerprint = self._parameter_fingerprint()

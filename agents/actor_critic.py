@@ -28,25 +28,37 @@ class ActorCritic(nn.Module):
     `evaluate_actions` inside the update.
     """
 
+    # bf16 autocast for the network's forward (set by the trainer from `precision`); the
+    # distribution, log-probs and losses always stay in float32.
+    autocast_dtype: torch.dtype | None = None
+
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def logits_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """forward(obs), under autocast when `autocast_dtype` is set, returned as float32."""
+        if self.autocast_dtype is None:
+            return self(obs)
+        with torch.autocast(obs.device.type, dtype=self.autocast_dtype):
+            logits, value = self(obs)
+        return logits.float(), value.float()
 
     def act(
         self, obs: torch.Tensor, deterministic: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample a ~ π(·|s) (or take argmax); return (action, log π(a|s), V(s))."""
-        logits, value = self(obs)
+        logits, value = self.logits_and_value(obs)
         dist = Categorical(logits=logits)
         action = logits.argmax(dim=-1) if deterministic else dist.sample()
         return action, dist.log_prob(action), value
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
-        return self(obs)[1]
+        return self.logits_and_value(obs)[1]
 
     def evaluate_actions(
         self, obs: torch.Tensor, actions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (log π(a|s), entropy of π(·|s), V(s)) for stored observations and actions."""
-        logits, value = self(obs)
+        logits, value = self.logits_and_value(obs)
         dist = Categorical(logits=logits)
         return dist.log_prob(actions.long()), dist.entropy(), value

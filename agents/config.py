@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,20 +20,51 @@ from typing import Any, Literal, Optional, Union
 import yaml
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads 1e-3 as a float (YAML 1.1 insists on 1.0e-3)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 class ConfigError(ValueError):
     """A config the user must fix; train.py prints it as one `error:` line and exits with 2."""
 
 
 @dataclass
+class AtariConfig:
+    """Options of envs.make_atari, used when env_id is an ALE game."""
+
+    noop_max: int = 30  # at most this many no-ops after reset (random start states); 0: none
+    frame_skip: int = 4  # emulator frames per agent step (max-pooled over the last two)
+    terminal_on_life_loss: bool = True  # a lost life ends the training episode
+    fire_reset: bool = True  # press FIRE after reset in games that need it to start
+    clip_reward: bool = True  # train on sign(reward); episode statistics stay raw
+
+
+@dataclass
 class EnvConfig:
     num_envs: int = 8  # parallel environments, each one column of the rollout
-    vectorization: Literal["sync", "async"] = "sync"  # gymnasium SyncVectorEnv or AsyncVectorEnv
+    vectorization: Literal["auto", "sync", "async"] = "auto"  # auto: async for pixel games
     kwargs: dict = field(default_factory=dict)  # extra keyword arguments for gymnasium.make
+    pixels: bool = False  # observe a non-Atari env through its rgb_array render instead
+    screen_size: int = 84  # pixel games: frames resized to screen_size × screen_size
+    grayscale: bool = True  # pixel games: convert frames to gray
+    frame_stack: int = 4  # pixel games: most recent frames stacked on the channel axis
+    atari: AtariConfig = field(default_factory=AtariConfig)
 
 
 @dataclass
 class NetworkConfig:
-    kind: Literal["mlp"] = "mlp"  # actor-critic architecture
+    kind: Literal["auto", "mlp", "nature_cnn", "impala_cnn"] = "auto"  # auto: CNN for pixels
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])  # MLP layer widths
     activation: Literal["tanh", "relu"] = "tanh"  # MLP nonlinearity
     shared_trunk: bool = False  # MLP: one trunk for policy and value (False: two separate MLPs)
@@ -68,6 +100,7 @@ class TrainConfig:
     total_timesteps: int = 100_000  # env steps over all envs
     run_dir: Optional[str] = None  # default runs/<env>__<config>__<seed>__<timestamp>
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast for CNNs where supported
     torch_threads: int = 0  # torch intra-op threads in the learner; 0: one per core
     checkpoint_interval: int = 50  # save a checkpoint every N updates (and always at the end)
     stats_window: int = 100  # episodes in the rolling mean of rollout/ep_rew_mean
@@ -193,6 +226,10 @@ def validate(config: TrainConfig) -> None:
     require(config.stats_window > 0, "stats_window must be > 0")
     require(config.torch_threads >= 0, "torch_threads must be >= 0 (0: one per core)")
     require(env.num_envs > 0, "env.num_envs must be > 0")
+    require(env.screen_size > 0, "env.screen_size must be > 0")
+    require(env.frame_stack > 0, "env.frame_stack must be > 0")
+    require(env.atari.noop_max >= 0, "env.atari.noop_max must be >= 0")
+    require(env.atari.frame_skip > 0, "env.atari.frame_skip must be > 0")
     require(all(h > 0 for h in config.network.hidden_sizes), "network.hidden_sizes must be > 0")
     require(ppo.learning_rate > 0, "ppo.learning_rate must be > 0")
     require(ppo.adam_eps > 0, "ppo.adam_eps must be > 0")
@@ -237,7 +274,7 @@ def read_yaml_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     if path.resolve() in _seen:
         raise ConfigError(f"config inheritance loops back to {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = parse_yaml(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -265,7 +302,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         if not sep or not key:
             raise ConfigError(f"override '{item}' must look like key=value (e.g. ppo.learning_rate=1e-3)")
         try:
-            value = yaml.safe_load(raw) if raw != "" else None
+            value = parse_yaml(raw) if raw != "" else None
         except yaml.YAMLError:
             raise ConfigError(f"cannot parse the value of override '{item}'") from None
         node = data

@@ -19,10 +19,11 @@ from agents.actor_critic import ActorCritic
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.config import ConfigError, TrainConfig, config_from_dict, config_to_dict
 from agents.logger import TrainingLogger
+from agents.cnn import CNNActorCritic
 from agents.mlp import MLPActorCritic
 from agents.ppo import AdaptiveKLCoefficient, ppo_update
 from agents.rollout_storage import RolloutStorage
-from envs.vector import finished_episodes, make_vector_env
+from envs.vector import finished_episodes, make_single_env, make_vector_env
 
 CHECKPOINT_DIR = "checkpoints"
 FINAL_CHECKPOINT = "final.pt"
@@ -55,9 +56,38 @@ def seed_everything(seed: int) -> None:
 def build_agent(config: TrainConfig, observation_space: gym.Space, num_actions: int) -> ActorCritic:
     """The actor-critic network named by `network.kind`."""
     net = config.network
-    if net.kind == "mlp":
+    kind = net.kind
+    if kind == "auto":
+        kind = "nature_cnn" if len(observation_space.shape) == 3 else "mlp"
+    if kind == "mlp":
         return MLPActorCritic(observation_space, num_actions, net.hidden_sizes, net.activation, net.shared_trunk)
-    raise ConfigError(f"unknown network.kind '{net.kind}'")
+    if len(observation_space.shape) != 3:
+        raise ConfigError(f"network.kind {kind} needs image observations (C, H, W), got {observation_space.shape}")
+    try:
+        return CNNActorCritic(observation_space, num_actions, trunk=kind.removesuffix("_cnn"))
+    except ValueError as exc:
+        raise ConfigError(f"network.kind {kind}: {exc}") from None
+
+
+def bf16_supported(device: torch.device) -> bool:
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # AVX512-BF16 / AMX on this CPU
+
+
+def resolve_precision(precision: str, agent: ActorCritic, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for the network, or None for plain float32.
+
+    auto picks bf16 for convolutional networks where the hardware computes it natively (it
+    doubles the learner's speed on these CPUs) and fp32 for small MLPs, which gain nothing.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        if not bf16_supported(device):
+            raise ConfigError(f"precision: bf16 was requested but this {device.type} has no native bf16")
+        return torch.bfloat16
+    return torch.bfloat16 if isinstance(agent, CNNActorCritic) and bf16_supported(device) else None
 
 
 def default_run_dir(config: TrainConfig, config_name: str) -> Path:
@@ -78,7 +108,7 @@ def load_agent(checkpoint_path: Path, device: str | torch.device = "cpu") -> tup
         config = config_from_dict(state["config"])
     except ConfigError as exc:
         raise CheckpointError(f"{checkpoint_path} holds an invalid config: {exc}") from None
-    env = gym.make(config.env_id, **config.env.kwargs)
+    env = make_single_env(config.env_id, config.env)
     agent = build_agent(config, env.observation_space, int(env.action_space.n))
     env.close()
     try:
@@ -135,14 +165,15 @@ def _train(
     config: TrainConfig, config_name: str, envs: gym.vector.VectorEnv, device: torch.device, progress: bool
 ) -> TrainResult:
     ppo = config.ppo
+    obs_space = envs.single_observation_space
+    agent = build_agent(config, obs_space, int(envs.single_action_space.n)).to(device)
+    agent.autocast_dtype = resolve_precision(config.precision, agent, device)
+
     run_dir = Path(config.run_dir) if config.run_dir else default_run_dir(config, config_name)
     config.run_dir = str(run_dir)
     (run_dir / CHECKPOINT_DIR).mkdir(parents=True, exist_ok=True)
     config_dict = config_to_dict(config)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config_dict, sort_keys=False))
-
-    obs_space = envs.single_observation_space
-    agent = build_agent(config, obs_space, int(envs.single_action_space.n)).to(device)
     optimizer = torch.optim.Adam(agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps)
     storage = RolloutStorage(
         ppo.num_steps,

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import difflib
+from functools import partial
 from typing import Callable
 
+import cv2
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from agents.config import ConfigError, TrainConfig
+from agents.config import ConfigError, EnvConfig, TrainConfig
+from envs.atari import is_atari, make_atari
+from envs.pixels import make_pixel_env
 
 
 def check_env_id(env_id: str) -> None:
@@ -21,14 +25,42 @@ def check_env_id(env_id: str) -> None:
     raise ConfigError(f"unknown env id '{env_id}'{hint}")
 
 
-def make_single_env(env_id: str, env_kwargs: dict) -> gym.Env:
-    """One env with episode statistics recorded on the raw rewards (before any reward shaping)."""
-    env = gym.make(env_id, **env_kwargs)
-    return gym.wrappers.RecordEpisodeStatistics(env)
+def is_pixel_game(env_id: str, env_cfg: EnvConfig) -> bool:
+    return env_cfg.pixels or is_atari(env_id)
+
+
+def make_single_env(env_id: str, env_cfg: EnvConfig) -> gym.Env:
+    """One training env: Atari preprocessing for ALE ids, warped and stacked renders with
+    `pixels: true`, the plain env otherwise. Episode statistics (info["episode"]) are always
+    recorded on the raw env, beneath reward clipping and life-loss terminals."""
+    frames = dict(screen_size=env_cfg.screen_size, grayscale=env_cfg.grayscale, frame_stack=env_cfg.frame_stack)
+    if is_atari(env_id):
+        atari = env_cfg.atari
+        return make_atari(
+            env_id,
+            noop_max=atari.noop_max,
+            frame_skip=atari.frame_skip,
+            terminal_on_life_loss=atari.terminal_on_life_loss,
+            fire_reset=atari.fire_reset,
+            clip_reward=atari.clip_reward,
+            **frames,
+            **env_cfg.kwargs,
+        )
+    if env_cfg.pixels:
+        return make_pixel_env(env_id, **frames, **env_cfg.kwargs)
+    return gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **env_cfg.kwargs))
+
+
+def _worker_env(env_id: str, env_cfg: EnvConfig) -> gym.Env:
+    # Each worker process gets one thread: OpenCV's own pool would otherwise fight the learner
+    # for the same cores (see the oversubscription note in shared/notes/platform.md).
+    cv2.setNumThreads(1)
+    return make_single_env(env_id, env_cfg)
 
 
 def make_vector_env(config: TrainConfig) -> gym.vector.VectorEnv:
-    """A Sync or Async vector env of `env.num_envs` copies, in SAME_STEP autoreset mode.
+    """A Sync or Async vector env (auto: Async for pixel games, whose steps are costly enough to
+    pay for the inter-process traffic; Sync otherwise) of `env.num_envs` copies, in SAME_STEP autoreset mode.
 
     Why SAME_STEP: when an episode ends at step t, the step returns the next episode's first
     observation and puts the real final observation in info["final_obs"]. Every stored
@@ -42,7 +74,7 @@ def make_vector_env(config: TrainConfig) -> gym.vector.VectorEnv:
     # Build one env in this process first: a bad kwarg or an unsupported action space is then
     # reported as a config error instead of an exception inside a worker process.
     try:
-        probe = make_single_env(config.env_id, env_cfg.kwargs)
+        probe = make_single_env(config.env_id, env_cfg)
     except Exception as exc:  # any failure of a third-party constructor is the config's fault here
         raise ConfigError(f"cannot create env '{config.env_id}' with env.kwargs={env_cfg.kwargs}: {exc}") from None
     action_space = probe.action_space
@@ -53,11 +85,11 @@ def make_vector_env(config: TrainConfig) -> gym.vector.VectorEnv:
             "this toolkit's policies are categorical (Discrete actions only)"
         )
 
-    def thunk() -> gym.Env:
-        return make_single_env(config.env_id, env_cfg.kwargs)
-
-    thunks: list[Callable[[], gym.Env]] = [thunk] * env_cfg.num_envs
-    if env_cfg.vectorization == "async":
+    thunks: list[Callable[[], gym.Env]] = [partial(_worker_env, config.env_id, env_cfg)] * env_cfg.num_envs
+    vectorization = env_cfg.vectorization
+    if vectorization == "auto":
+        vectorization = "async" if is_pixel_game(config.env_id, env_cfg) else "sync"
+    if vectorization == "async":
         envs = gym.vector.AsyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)

@@ -60,14 +60,20 @@ class EnvConfig:
     grayscale: bool = True  # pixel games: convert frames to gray
     frame_stack: int = 4  # pixel games: most recent frames stacked on the channel axis
     atari: AtariConfig = field(default_factory=AtariConfig)
+    # False where the time limit is a rule of the game rather than a cut of an endless task
+    # (token envs score a completion at its length cap): a truncation then counts as terminal.
+    bootstrap_truncated: bool = True
 
 
 @dataclass
 class NetworkConfig:
-    kind: Literal["auto", "mlp", "nature_cnn", "impala_cnn"] = "auto"  # auto: CNN for pixels
+    kind: Literal["auto", "mlp", "nature_cnn", "impala_cnn", "transformer"] = "auto"  # auto: by observation
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])  # MLP layer widths
     activation: Literal["tanh", "relu"] = "tanh"  # MLP nonlinearity
     shared_trunk: bool = False  # MLP: one trunk for policy and value (False: two separate MLPs)
+    d_model: int = 64  # transformer: width
+    n_layers: int = 2  # transformer: blocks
+    n_heads: int = 4  # transformer: attention heads (must divide d_model)
 
 
 @dataclass
@@ -94,19 +100,37 @@ class PPOConfig:
 
 
 @dataclass
+class RLHFConfig:
+    """Text generation as RL (token envs): reference policy, KL control, SFT warm start, GRPO."""
+
+    kl_coef: float = 0.0  # β of the KL to the frozen reference (SFT) policy; 0: no reference
+    kl_estimator: Literal["k1", "k3"] = "k1"  # k1: −β(log π − log π_ref) in each token's reward; k3: β·k3 in the loss
+    adaptive_kl: bool = False  # adapt β towards kl_target (Ziegler et al. 2019)
+    kl_target: float = 1.0  # adaptive β: target KL per completion (nats)
+    kl_horizon: int = 10_000  # adaptive β: completions over which β moves by up to 20 %
+    sft_steps: int = 0  # supervised warm-start steps on task demonstrations before RL
+    sft_learning_rate: float = 1e-3  # Adam step size of the SFT stage
+    sft_batch_size: int = 64  # demonstrations per SFT step
+    group_size: int = 8  # GRPO: completions sampled per prompt (env.num_envs must be a multiple)
+    sample_interval: int = 10  # log a few sampled completions as text every N updates
+
+
+@dataclass
 class TrainConfig:
     env_id: str = "CartPole-v1"  # any registered gymnasium id
+    algo: Literal["ppo", "grpo"] = "ppo"  # grpo: group-normalised advantages, no critic (token envs)
     seed: int = 1  # seeds Python, NumPy, torch and the envs
     total_timesteps: int = 100_000  # env steps over all envs
     run_dir: Optional[str] = None  # default runs/<env>__<config>__<seed>__<timestamp>
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when available
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast for CNNs where supported
-    torch_threads: int = 0  # torch intra-op threads in the learner; 0: one per core
+    torch_threads: int = 0  # torch intra-op threads; 0: one per core for CNNs, 1 for small nets
     checkpoint_interval: int = 50  # save a checkpoint every N updates (and always at the end)
     stats_window: int = 100  # episodes in the rolling mean of rollout/ep_rew_mean
     env: EnvConfig = field(default_factory=EnvConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
+    rlhf: RLHFConfig = field(default_factory=RLHFConfig)
 
     @property
     def batch_size(self) -> int:
@@ -250,6 +274,23 @@ def validate(config: TrainConfig) -> None:
     require(ppo.target_kl is None or ppo.target_kl > 0, "ppo.target_kl must be > 0 or null")
     require(ppo.kl_coef >= 0, "ppo.kl_coef must be >= 0")
     require(ppo.kl_target > 0, "ppo.kl_target must be > 0")
+    rlhf = config.rlhf
+    require(rlhf.kl_coef >= 0, "rlhf.kl_coef must be >= 0")
+    require(rlhf.kl_target > 0, "rlhf.kl_target must be > 0")
+    require(rlhf.kl_horizon > 0, "rlhf.kl_horizon must be > 0")
+    require(rlhf.sft_steps >= 0, "rlhf.sft_steps must be >= 0")
+    require(rlhf.sft_learning_rate > 0, "rlhf.sft_learning_rate must be > 0")
+    require(rlhf.sft_batch_size > 0, "rlhf.sft_batch_size must be > 0")
+    require(rlhf.sample_interval > 0, "rlhf.sample_interval must be > 0")
+    require(rlhf.group_size > 1, "rlhf.group_size must be > 1 (advantages compare completions of a group)")
+    if config.algo == "grpo":
+        require(
+            env.num_envs % rlhf.group_size == 0,
+            f"algo grpo: env.num_envs ({env.num_envs}) must be a multiple of rlhf.group_size ({rlhf.group_size})",
+        )
+    net = config.network
+    require(min(net.d_model, net.n_layers, net.n_heads) > 0, "network.d_model, n_layers, n_heads must be > 0")
+    require(net.d_model % net.n_heads == 0, "network.n_heads must divide network.d_model")
 
 
 # --------------------------------------------------------------------------------------------

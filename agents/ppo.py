@@ -21,6 +21,7 @@ class LossTerms:
     entropy: torch.Tensor
     approx_kl: torch.Tensor  # k3 estimate of KL(π_old ‖ π_θ): mean((r − 1) − log r)
     clip_fraction: torch.Tensor  # share of samples with |r − 1| > ε
+    ref_kl: torch.Tensor  # k3 estimate of KL(π_θ ‖ π_ref) (0 without a reference policy)
 
 
 def ppo_loss(
@@ -37,8 +38,10 @@ def ppo_loss(
     ent_coef: float,
     clip_value_loss: bool = True,
     kl_coef: float | None = None,
+    ref_logp: torch.Tensor | None = None,
+    ref_kl_coef: float = 0.0,
 ) -> LossTerms:
-    """One combined PPO loss: L = −L_policy + c_v·L_value − c_e·H.
+    """One combined PPO loss: L = −L_policy + c_v·L_value − c_e·H (+ β_ref·KL_ref).
 
     Policy term with r = exp(log π_θ − log π_old):
       clipped surrogate (kl_coef None): L_policy = mean(min(r·Â, clip(r, 1−ε, 1+ε)·Â));
@@ -48,6 +51,9 @@ def ppo_loss(
     V_clip = V_old + clip(V − V_old, −ε, ε). No ½ factor: this is Stable-Baselines3's definition,
     so c_v means the same in both and their hyperparameters transfer unchanged (CleanRL's ½
     halves the effective c_v).
+    Reference-policy term (RLHF, GRPO), with ρ = π_ref / π_θ per sampled token:
+    KL_ref = mean(k3) = mean((ρ − 1) − log ρ), an unbiased, always non-negative estimate of
+    KL(π_θ ‖ π_ref) (Schulman, "Approximating KL divergence").
     """
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
@@ -66,10 +72,15 @@ def ppo_loss(
 
     mean_entropy = entropy.mean()
     loss = policy_loss + vf_coef * value_loss - ent_coef * mean_entropy
+    ref_kl = torch.zeros(())
+    if ref_logp is not None:
+        ref_log_ratio = ref_logp - new_logp
+        ref_kl = (ref_log_ratio.exp() - 1 - ref_log_ratio).mean()
+        loss = loss + ref_kl_coef * ref_kl
     with torch.no_grad():
         approx_kl = kl_per_sample.mean()
         clip_fraction = ((ratio - 1).abs() > clip_coef).float().mean()
-    return LossTerms(loss, policy_loss, value_loss, mean_entropy, approx_kl, clip_fraction)
+    return LossTerms(loss, policy_loss, value_loss, mean_entropy, approx_kl, clip_fraction, ref_kl.detach())
 
 
 class AdaptiveKLCoefficient:
@@ -96,6 +107,24 @@ def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
     return float(1 - (target - predicted).var() / var_target)
 
 
+def _minibatch_indices(
+    batch: dict[str, torch.Tensor], num_minibatches: int, generator: torch.Generator
+) -> list[torch.Tensor]:
+    """A shuffled split of the batch into minibatches covering every sample once (of whole
+    episodes when the batch has episode ids)."""
+    if "episode" not in batch:
+        order = torch.randperm(batch["actions"].shape[0], generator=generator)
+        # tensor_split covers every sample even when the batch does not divide evenly.
+        return list(torch.tensor_split(order, num_minibatches))
+    episode_ids, episode_of_sample = torch.unique(batch["episode"], return_inverse=True)
+    episode_order = torch.randperm(len(episode_ids), generator=generator)
+    minibatch_of_episode = torch.empty_like(episode_order)
+    for number, chunk in enumerate(torch.tensor_split(episode_order, num_minibatches)):
+        minibatch_of_episode[chunk] = number
+    minibatch_of_sample = minibatch_of_episode[episode_of_sample]
+    return [idx for n in range(num_minibatches) if len(idx := torch.nonzero(minibatch_of_sample == n).squeeze(1))]
+
+
 def ppo_update(
     agent: ActorCritic,
     optimizer: torch.optim.Optimizer,
@@ -104,22 +133,22 @@ def ppo_update(
     clip_coef: float,
     kl_coef: float | None,
     generator: torch.Generator,
+    ref_kl_coef: float = 0.0,
 ) -> dict[str, float]:
     """Several epochs of shuffled minibatch gradient steps on one rollout batch.
 
-    `batch` holds flat tensors: obs, actions, logp, values, advantages, returns. Every sample is
-    visited once per epoch; advantages are normalised per minibatch; the global gradient norm is
-    clipped; with `target_kl`, the epochs stop early once the approximate KL passes it.
-    Returns the mean of each logged quantity over the minibatches run.
+    `batch` holds flat tensors: obs, actions, logp, values, advantages, returns; optionally
+    ref_logp (log π_ref of the actions, for the KL-to-reference loss term) and episode (an id per
+    sample: minibatches are then made of whole episodes, so a sequence model evaluates each
+    sequence once). Every sample is visited once per epoch; advantages are normalised per
+    minibatch; the global gradient norm is clipped; with `target_kl`, the epochs stop early once
+    the approximate KL passes it. Returns the mean of each logged quantity over the minibatches.
     """
-    batch_size = batch["actions"].shape[0]
     sums: dict[str, float] = {}
     count = 0
     stop = False
     for _ in range(config.update_epochs):
-        order = torch.randperm(batch_size, generator=generator)
-        # tensor_split covers every sample even when the batch does not divide evenly.
-        for idx in torch.tensor_split(order, config.num_minibatches):
+        for idx in _minibatch_indices(batch, config.num_minibatches, generator):
             new_logp, entropy, new_values = agent.evaluate_actions(batch["obs"][idx], batch["actions"][idx])
             advantages = batch["advantages"][idx]
             if config.norm_adv and advantages.numel() > 1:
@@ -137,13 +166,15 @@ def ppo_update(
                 ent_coef=config.ent_coef,
                 clip_value_loss=config.clip_value_loss,
                 kl_coef=kl_coef,
+                ref_logp=batch["ref_logp"][idx] if "ref_logp" in batch else None,
+                ref_kl_coef=ref_kl_coef,
             )
             optimizer.zero_grad(set_to_none=True)
             terms.loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
             optimizer.step()
 
-            for name in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
+            for name in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "ref_kl"):
                 sums[name] = sums.get(name, 0.0) + getattr(terms, name).item()
             count += 1
             if config.target_kl is not None and float(terms.approx_kl) > config.target_kl:

@@ -49,6 +49,14 @@ class RolloutStorage:
             gae_lambda,
         )
 
+    def episode_ids(self) -> torch.Tensor:
+        """[T, N] ids, equal for the steps of one episode within the segment, distinct otherwise:
+        env n's count of episode ends before step t, interleaved across envs."""
+        ended = torch.clamp(self.terminated + self.truncated, max=1).long()
+        ended_before = torch.cumsum(ended, dim=0) - ended
+        num_envs = ended.shape[1]
+        return ended_before * num_envs + torch.arange(num_envs, device=ended.device)
+
     def flatten(self) -> dict[str, torch.Tensor]:
         """The segment as one batch of num_steps × num_envs samples for the PPO update."""
         names = ("obs", "actions", "logp", "values", "advantages", "returns")

@@ -8,7 +8,8 @@ import torch
 
 from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.config import config_from_dict
-from agents.trainer import load_agent, train
+from agents.build import load_agent
+from agents.trainer import train
 
 
 def test_save_load_round_trip_gives_identical_actions(tmp_path):

@@ -8,7 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import tests.toy_envs  # noqa: F401  (registers tests/Identity-v0)
 from agents.config import config_from_dict, load_config
-from agents.trainer import load_agent, train
+from agents.build import load_agent
+from agents.trainer import train
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -7,8 +7,8 @@ import tests.toy_envs  # noqa: F401  (registers tests/Counter-v0: obs = step cou
 from agents.actor_critic import ActorCritic
 from agents.config import config_from_dict
 from agents.rollout_storage import RolloutStorage
-from agents.trainer import collect_rollout
-from envs.vector import make_vector_env
+from agents.rollout import collect_rollout
+from envs.vector import finished_episodes, make_vector_env
 
 
 class ScriptedAgent(ActorCritic):
@@ -30,7 +30,9 @@ def collect(action: int, num_steps: int = 6):
     storage = RolloutStorage(num_steps, 2, (1,), torch.float32, torch.device("cpu"))
     episodes = []
     obs, _ = envs.reset(seed=0)
-    collect_rollout(ScriptedAgent(action), envs, storage, torch.as_tensor(obs), episodes.extend)
+    collect_rollout(
+        ScriptedAgent(action), envs, storage, torch.as_tensor(obs), lambda infos: episodes.extend(finished_episodes(infos))
+    )
     envs.close()
     return storage, episodes
 

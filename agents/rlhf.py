@@ -1,0 +1,48 @@
+"""RLHF pieces on top of the PPO core: reference policy, per-token KL penalty, adaptive β."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from agents.actor_critic import ActorCritic
+
+
+def frozen_copy(agent: ActorCritic) -> ActorCritic:
+    """The reference policy π_ref: a copy of the starting (SFT) policy that never trains."""
+    reference = copy.deepcopy(agent)
+    reference.eval()
+    for parameter in reference.parameters():
+        parameter.requires_grad_(False)
+    return reference
+
+
+@torch.inference_mode()
+def reference_logp(reference: ActorCritic, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """log π_ref(a|s) for a batch of stored observations and actions."""
+    return reference.evaluate_actions(obs, actions)[0]
+
+
+def kl_penalised_rewards(
+    rewards: torch.Tensor, logp: torch.Tensor, ref_logp: torch.Tensor, kl_coef: float
+) -> torch.Tensor:
+    """r_t − β·(log π(a_t|s_t) − log π_ref(a_t|s_t)): the k1 per-token KL penalty folded into the
+    reward (Ziegler et al. 2019; InstructGPT). Its sum over a completion sampled from π is an
+    unbiased estimate of β·KL(π ‖ π_ref) for that prompt."""
+    return rewards - kl_coef * (logp - ref_logp)
+
+
+class AdaptiveKLController:
+    """Proportional control of β towards a target KL per completion (Ziegler et al. 2019):
+    β ← β·(1 + clip(KL/target − 1, −0.2, 0.2)·n/horizon), n = completions in the batch."""
+
+    def __init__(self, initial: float, target: float, horizon: int) -> None:
+        self.value = initial
+        self.target = target
+        self.horizon = horizon
+
+    def update(self, observed_kl: float, num_completions: int) -> float:
+        error = min(max(observed_kl / self.target - 1.0, -0.2), 0.2)
+        self.value *= 1.0 + error * num_completions / self.horizon
+        return self.value

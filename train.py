@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from agents.checkpoint import CheckpointError
+from agents.cli import ArgumentParser
 from agents.config import ConfigError, load_config
 
-
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one `error:` line and status 2, like every bad input
-        self.exit(2, f"error: {message}\n")
+# Games rendered to pixels (pixel envs, videos) draw with SDL: no screen here, and without a
+# driver SDL prints a spurious "error:" line about XDG_RUNTIME_DIR.
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = _ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. ppo.learning_rate=1e-3 seed=2")

@@ -1,4 +1,4 @@
-"""Command-line plumbing shared by the entry scripts (enjoy.py, plot.py)."""
+"""Command-line plumbing shared by the entry scripts (train.py, enjoy.py, plot.py)."""
 
 from __future__ import annotations
 

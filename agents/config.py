@@ -127,6 +127,8 @@ class TrainConfig:
     torch_threads: int = 0  # torch intra-op threads; 0: one per core for CNNs, 1 for small nets
     checkpoint_interval: int = 50  # save a checkpoint every N updates (and always at the end)
     stats_window: int = 100  # episodes in the rolling mean of rollout/ep_rew_mean
+    capture_video: bool = False  # play and record one evaluation game every video_interval updates
+    video_interval: int = 50  # updates between recorded games (videos/step_<env steps>.mp4)
     env: EnvConfig = field(default_factory=EnvConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
@@ -248,6 +250,7 @@ def validate(config: TrainConfig) -> None:
     require(config.total_timesteps > 0, "total_timesteps must be > 0")
     require(config.checkpoint_interval >= 0, "checkpoint_interval must be >= 0 (0: only at the end)")
     require(config.stats_window > 0, "stats_window must be > 0")
+    require(config.video_interval > 0, "video_interval must be > 0")
     require(config.torch_threads >= 0, "torch_threads must be >= 0 (0: one per core)")
     require(env.num_envs > 0, "env.num_envs must be > 0")
     require(env.screen_size > 0, "env.screen_size must be > 0")

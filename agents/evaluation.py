@@ -25,14 +25,16 @@ import torch
 import envs.token_generation  # noqa: F401  registers the TokenGen/ ids with gymnasium
 from agents.actor_critic import ActorCritic
 from agents.config import TrainConfig
-from agents.video import MP4Writer, video_fps, write_mp4
+from agents.video import MP4Writer, video_fps
 from envs.atari import is_atari
 from envs.vector import check_env_id, make_single_env
 
 TOKEN_ENV_PREFIX = "TokenGen/"
-# Longest clip `record_video_clip` plays for the trainer, in agent steps: 1000 steps of an Atari
-# game are 67 s at real speed and ~100 MB of 210×160 RGB frames held while the clip is encoded.
-CLIP_MAX_STEPS = 1000
+# Longest game `record_video_clip` plays for the trainer, in agent steps: 27,000 steps at frame
+# skip 4 are the 108,000 frames (30 minutes) that Atari evaluations cap a game at. The MP4 is
+# streamed to disk; only a thinned copy of at most CLIP_KEPT_FRAMES frames is held for TensorBoard.
+CLIP_MAX_STEPS = 27_000
+CLIP_KEPT_FRAMES = 400
 
 
 def is_token_env(env_id: str) -> bool:
@@ -234,9 +236,12 @@ def record_video_clip(
     path: str | Path,
     deterministic: bool = False,
     max_steps: int | None = CLIP_MAX_STEPS,
-) -> np.ndarray:
-    """Play one evaluation game (at most `max_steps` agent steps) in an env of its own, save it as
-    an MP4 at `path` and return its frames (T, H, W, 3) uint8, e.g. for agents.video.log_video.
+    max_kept_frames: int = CLIP_KEPT_FRAMES,
+) -> tuple[np.ndarray, float]:
+    """Play one whole evaluation game in an env of its own, stream it to an MP4 at `path`, and
+    return (frames, fps) of a copy for TensorBoard: every frame when the game is short, every
+    2nd, 4th... frame of a long one (at most `max_kept_frames`, fps divided alike, so the clip
+    still plays at real speed).
 
     Made for the trainer: the training envs, the caller's torch RNG and the agent's train/eval
     mode are left as they were. Sampled actions by default: those are what the agent trains with.
@@ -245,12 +250,27 @@ def record_video_clip(
         raise ValueError(f"{config.env_id} episodes are texts; there is no video to record")
     device = _agent_device(agent)
     env = make_eval_env(config, render_mode="rgb_array")
-    frames: list[np.ndarray] = []
-    with env, _evaluation_mode(agent, seed, device):
-        # Copied: a renderer may hand out the same buffer every time.
-        play_episode(agent, env, seed, deterministic, device, lambda f: frames.append(np.array(f)), max_steps)
-        fps = eval_video_fps(config, env)
-    clip = np.stack(frames)
+    kept: list[np.ndarray] = []
+    stride = 1
+    seen = 0
+
+    def keep(frame: np.ndarray) -> None:
+        nonlocal stride, seen
+        if seen % stride == 0:
+            kept.append(np.array(frame))  # copied: a renderer may reuse its buffer
+            if len(kept) > max_kept_frames:
+                del kept[1::2]
+                stride *= 2
+        seen += 1
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write_mp4(path, clip, fps)
-    return clip
+    with env, _evaluation_mode(agent, seed, device):
+        fps = eval_video_fps(config, env)
+        with MP4Writer(path, fps) as writer:
+
+            def on_frame(frame: np.ndarray) -> None:
+                writer.append(frame)
+                keep(frame)
+
+            play_episode(agent, env, seed, deterministic, device, on_frame, max_steps)
+    return np.stack(kept), fps / stride

@@ -25,6 +25,7 @@ from agents.build import build_agent, load_agent, resolve_device, resolve_precis
 from agents.checkpoint import save_checkpoint
 from agents.cnn import CNNActorCritic
 from agents.config import ConfigError, TrainConfig, config_to_dict
+from agents.evaluation import is_token_env, record_video_clip
 from agents.grpo import collect_groups
 from agents.logger import TrainingLogger
 from agents.ppo import AdaptiveKLCoefficient, ppo_update
@@ -33,6 +34,7 @@ from agents.rollout import collect_rollout, obs_to_tensor
 from agents.rollout_storage import RolloutStorage
 from agents.sft import sft_train
 from agents.transformer import TransformerActorCritic
+from agents.video import log_video
 from envs.vector import finished_episodes, make_single_env, make_vector_env
 
 CHECKPOINT_DIR = "checkpoints"
@@ -102,6 +104,8 @@ class _Trainer:
         rlhf = config.rlhf
         if not self.sequence_model and (config.algo == "grpo" or rlhf.kl_coef > 0 or rlhf.sft_steps > 0):
             raise ConfigError("algo grpo, rlhf.kl_coef and rlhf.sft_steps need a token env and the transformer")
+        if config.capture_video and is_token_env(config.env_id):
+            raise ConfigError("capture_video: token envs play texts, not pictures (samples go to TensorBoard's text tab)")
         self.obs_space = obs_space
         self.kl_coef = rlhf.kl_coef
         self.kl_controller = (
@@ -281,12 +285,25 @@ class _Trainer:
                         logger.writer.add_text("samples", "\n\n".join(self.texts[-SAMPLES_SHOWN:]), global_step)
                     self.texts = self.texts[-SAMPLES_SHOWN:]
                 logger.log_update(global_step, log)
+                if config.capture_video and update % config.video_interval == 0:
+                    self._record_video(run_dir, logger, update, global_step)
                 if config.checkpoint_interval and update % config.checkpoint_interval == 0:
                     self._checkpoint(run_dir, f"update_{update:06d}.pt", update, global_step)
             self._checkpoint(run_dir, FINAL_CHECKPOINT, update, global_step)
         finally:
             logger.close()
         return TrainResult(run_dir, global_step, logger.mean_return, logger.episodes, time.time() - start, agent)
+
+    def _record_video(self, run_dir: Path, logger: TrainingLogger, update: int, global_step: int) -> None:
+        """One evaluation game in its own env (training envs untouched), saved as an MP4 of the
+        game's RGB screen and shown in TensorBoard; its wall time is left out of time/fps."""
+        started = time.time()
+        frames, fps = record_video_clip(
+            self.agent, self.config, seed=self.config.seed + update,
+            path=run_dir / "videos" / f"step_{global_step}.mp4",
+        )
+        log_video(logger.writer, "eval/video", frames, global_step, fps)
+        logger.start_time += time.time() - started
 
     def _rlhf_scalars(self, stats: dict, logger: TrainingLogger, completions: int) -> dict[str, float]:
         """rlhf/kl is KL(π ‖ π_ref) per completion: mean per-token k1 × mean completion length."""

@@ -116,7 +116,8 @@ def test_record_video_clip_leaves_the_trainer_state_alone(cartpole, tmp_path):
     agent, config = cartpole
     agent.train()
     rng_state = torch.get_rng_state()
-    frames = record_video_clip(agent, config, seed=5, path=tmp_path / "clips" / "update_1.mp4", max_steps=20)
+    frames, fps = record_video_clip(agent, config, seed=5, path=tmp_path / "clips" / "update_1.mp4", max_steps=20)
+    assert fps == 50  # CartPole's render_fps; a short game keeps every frame
     assert torch.equal(torch.get_rng_state(), rng_state) and agent.training
     assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[1:] == (400, 600, 3)
     assert 2 <= len(frames) <= 21  # reset frame + at most max_steps steps
@@ -124,6 +125,17 @@ def test_record_video_clip_leaves_the_trainer_state_alone(cartpole, tmp_path):
     assert decoded.shape == frames.shape
     # H.264 is lossy, but the picture must be the same one.
     assert np.abs(decoded.astype(np.int16) - frames).mean() < 3.0
+
+
+def test_long_clips_are_thinned_for_tensorboard_but_whole_on_disk(cartpole, tmp_path):
+    agent, config = cartpole
+    path = tmp_path / "clip.mp4"
+    frames, fps = record_video_clip(agent, config, seed=5, path=path, max_steps=20, max_kept_frames=8)
+    written = len(read_mp4(path))
+    # 8 kept at most: each overflow halves what is kept and doubles the stride (and divides fps)
+    assert len(frames) <= 8 and fps < 50
+    stride = round(50 / fps)
+    assert len(frames) == len(range(0, written, stride))
 
 
 def test_log_video_is_an_animated_image_in_tensorboard(tmp_path):

@@ -1,0 +1,182 @@
+"""Watch a trained agent play whole games:
+
+    python enjoy.py RUN_DIR_OR_CHECKPOINT [--episodes N] [--video-dir DIR] [--deterministic] [--seed S]
+
+RUN_DIR means RUN_DIR/checkpoints/final.pt, or the newest update_*.pt there when training has
+not finished. Games are played with evaluation semantics (agents/evaluation.py: an Atari episode
+is one whole game, scored raw). Prints one row per episode, then as the last line
+`mean_return=<x> std=<y> episodes=<N>` (std over the N episodes, population formula).
+With --video-dir, writes DIR/episode_<i>.mp4 per episode (the game's original RGB screen).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from agents.cli import ArgumentParser, positive_int
+
+CHECKPOINT_DIR = "checkpoints"  # as written by agents/trainer.py
+FINAL_CHECKPOINT = "final.pt"
+UPDATE_CHECKPOINT = re.compile(r"update_(\d+)\.pt")
+
+
+class EnjoyError(ValueError):
+    """Bad input found before any game is played; reported as one `error:` line."""
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("path", type=Path, help="run dir or checkpoint file (.pt)")
+    parser.add_argument("--episodes", type=positive_int, default=10, help="games to play (default 10)")
+    parser.add_argument("--video-dir", type=Path, help="write one MP4 per episode into this directory")
+    parser.add_argument("--deterministic", action="store_true", help="take the most likely action (argmax)")
+    parser.add_argument("--seed", type=int, default=0, help="episode i is seeded with S + i (default 0)")
+    parser.add_argument(
+        "--max-steps",
+        type=positive_int,
+        help="cut each episode after this many agent steps (marked truncated); default: whole games",
+    )
+    parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="default cpu")
+    return parser.parse_args(argv)
+
+
+def find_checkpoint(path: Path) -> Path:
+    """The checkpoint file named by `path`: the file itself, or a run dir's final.pt, else its
+    update_*.pt of the highest update."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise EnjoyError(f"no such run dir or checkpoint: {path}")
+    checkpoints = path / CHECKPOINT_DIR
+    if (checkpoints / FINAL_CHECKPOINT).is_file():
+        return checkpoints / FINAL_CHECKPOINT
+    # By update number, not name or mtime: names outgrow their zero padding, copies change mtimes.
+    updates = {
+        int(match.group(1)): p
+        for p in checkpoints.glob("update_*.pt")
+        if (match := UPDATE_CHECKPOINT.fullmatch(p.name))
+    }
+    if not updates:
+        raise EnjoyError(f"no checkpoint in {checkpoints} (neither {FINAL_CHECKPOINT} nor update_*.pt)")
+    return updates[max(updates)]
+
+
+def check_writable_dir(path: Path) -> None:
+    """Raise EnjoyError unless `path` is, or can be created as, a writable directory.
+
+    Creates nothing: bad input must leave no trace, and a video dir that cannot be written should
+    be refused before minutes of play, not after.
+    """
+    path = path.absolute()
+    if path.exists():
+        if not path.is_dir():
+            raise EnjoyError(f"--video-dir {path} exists and is not a directory")
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise EnjoyError(f"--video-dir {path} is not writable")
+        return
+    ancestor = path.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise EnjoyError(f"cannot create --video-dir {path}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise EnjoyError(f"cannot create --video-dir {path}: {ancestor} is not writable")
+
+
+def format_row(index: int, episode: dict) -> str:
+    row = f"episode={index} seed={episode['seed']} return={episode['return']:.2f} length={episode['length']}"
+    if episode["truncated"]:
+        row += " truncated"
+    if "text" in episode:
+        row += f" prompt={episode['prompt']!r} text={episode['text']!r}"
+    if "video" in episode:
+        row += f" video={episode['video']}"
+    return row
+
+
+def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any]:
+    """(checkpoint path, agent, config) after every check that bad input can fail: the video dir,
+    the checkpoint file, its config, its env, its weights. Plays nothing and writes nothing."""
+    from agents.checkpoint import CheckpointError, load_checkpoint
+    from agents.config import ConfigError, config_from_dict
+    from agents.evaluation import is_token_env, make_eval_env
+    from agents.trainer import load_agent, resolve_device
+
+    if args.video_dir is not None:
+        check_writable_dir(args.video_dir)
+    checkpoint = find_checkpoint(args.path)
+    try:
+        state = load_checkpoint(checkpoint)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        # torch's weights-only unpickler raises more than load_checkpoint expects on garbage
+        # bytes (IndexError, KeyError, ...); any failure to parse the file means it is corrupt.
+        raise CheckpointError(f"cannot load checkpoint {checkpoint}: {type(exc).__name__}: {exc}") from None
+    if not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"{checkpoint} holds no training config")
+    try:
+        config = config_from_dict(state["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{checkpoint} holds an invalid config: {exc}") from None
+    if args.video_dir is not None and is_token_env(config.env_id):
+        raise EnjoyError(f"{config.env_id} episodes are texts, not videos; drop --video-dir")
+    try:
+        make_eval_env(config).close()
+    except ConfigError:
+        raise  # an unknown env id, already worded for the user
+    except Exception as exc:  # any failure of a third-party env constructor is the checkpoint's
+        raise EnjoyError(f"cannot create env '{config.env_id}' of {checkpoint}: {exc}") from None
+    agent, config = load_agent(checkpoint, resolve_device(args.device))
+    return checkpoint, agent, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Imported after parsing so that a bad command line is refused without torch's import time.
+    import ale_py
+    import numpy as np
+    import torch
+
+    from agents.checkpoint import CheckpointError
+    from agents.config import ConfigError
+    from agents.evaluation import play_episodes
+
+    # Offscreen rgb_array rendering only: pygame (CartPole's renderer) needs neither a display nor
+    # a sound device, and would otherwise complain about a missing XDG_RUNTIME_DIR on stderr.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    ale_py.ALEInterface.setLoggerMode(ale_py.LoggerMode.Error)  # no ALE banner between the rows
+    torch.set_num_threads(1)  # batches of one observation: more threads only add synchronisation
+
+    try:
+        checkpoint, agent, config = load_for_evaluation(args)
+    except (EnjoyError, CheckpointError, ConfigError) as exc:
+        # One line, whatever the message: torch's state_dict mismatch reports span several.
+        print("error: " + " ".join(str(exc).split()), file=sys.stderr)
+        return 2
+
+    print(f"checkpoint={checkpoint} env={config.env_id} deterministic={args.deterministic}")
+    episodes = play_episodes(
+        agent,
+        config,
+        args.episodes,
+        args.seed,
+        args.deterministic,
+        args.video_dir,
+        device=next(agent.parameters()).device,
+        max_steps=args.max_steps,
+        on_episode=lambda index, episode: print(format_row(index, episode), flush=True),
+    )
+    returns = np.array([episode["return"] for episode in episodes])
+    print(f"mean_return={returns.mean():.2f} std={returns.std():.2f} episodes={len(returns)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

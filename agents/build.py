@@ -47,7 +47,8 @@ def build_agent(config: TrainConfig, observation_space: gym.Space, num_actions: 
         if not is_token_space(observation_space, num_actions):
             raise ConfigError(f"network.kind transformer needs a token env, got {observation_space}")
         return TransformerActorCritic.from_spaces(
-            observation_space, num_actions, d_model=net.d_model, n_layers=net.n_layers, n_heads=net.n_heads
+            observation_space, num_actions, d_model=net.d_model, n_layers=net.n_layers, n_heads=net.n_heads,
+            value_grad_scale=net.value_grad_scale,
         )
     if len(observation_space.shape) != 3:
         raise ConfigError(f"network.kind {kind} needs image observations (C, H, W), got {observation_space.shape}")

@@ -74,6 +74,7 @@ class NetworkConfig:
     d_model: int = 64  # transformer: width
     n_layers: int = 2  # transformer: blocks
     n_heads: int = 4  # transformer: attention heads (must divide d_model)
+    value_grad_scale: float = 0.0  # transformer: share of the critic's gradient reaching the trunk
 
 
 @dataclass
@@ -294,6 +295,7 @@ def validate(config: TrainConfig) -> None:
     net = config.network
     require(min(net.d_model, net.n_layers, net.n_heads) > 0, "network.d_model, n_layers, n_heads must be > 0")
     require(net.d_model % net.n_heads == 0, "network.n_heads must divide network.d_model")
+    require(0 <= net.value_grad_scale <= 1, "network.value_grad_scale must be in [0, 1]")
 
 
 # --------------------------------------------------------------------------------------------

@@ -231,7 +231,7 @@ class _Trainer:
             next_obs, _ = self.envs.reset(seed=config.seed)
             obs = obs_to_tensor(next_obs, self.device)
 
-        start = time.time()
+        start = logger.start_time = time.time()  # steps/s counts training, not set-up or SFT
         global_step = update = 0
         try:
             while global_step < config.total_timesteps:

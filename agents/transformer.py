@@ -118,8 +118,10 @@ class TransformerActorCritic(ActorCritic):
         n_heads: int = 4,
         pad_id: int = 0,
         mlp_ratio: int = 4,
+        value_grad_scale: float = 0.0,
     ) -> None:
         super().__init__()
+        self.value_grad_scale = value_grad_scale
         self.vocab_size = vocab_size
         self.max_len = max_len
         self.pad_id = pad_id
@@ -187,8 +189,9 @@ class TransformerActorCritic(ActorCritic):
     def _heads(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Final LN, then policy logits (PAD masked) and values, at any leading shape.
 
-        The value MLP sees detached features: a fresh critic's large errors would otherwise drive
-        the shared trunk of a pretrained (SFT) policy. Measured on DigitSort after SFT: with
+        The value MLP sees detached features (or a `value_grad_scale` share of their gradient): a
+        fresh critic's large errors would otherwise drive the shared trunk of a pretrained (SFT)
+        policy. Measured on DigitSort after SFT: with
         the value gradient flowing into the trunk, the first PPO update moved the policy by
         approx KL 0.68 nats per token; detached, 0.008. (InstructGPT avoids the same
         interference with a separate value model.)
@@ -196,7 +199,9 @@ class TransformerActorCritic(ActorCritic):
         h = self.ln_f(hidden)
         logits = self.policy_head(h)
         logits = logits.masked_fill(self._pad_action, torch.finfo(logits.dtype).min)
-        return logits, self.value_head(h.detach()).squeeze(-1)
+        # Forward value unchanged; backward, only value_grad_scale of its gradient reaches the trunk.
+        value_input = h.detach() if self.value_grad_scale == 0 else h.detach() + self.value_grad_scale * (h - h.detach())
+        return logits, self.value_head(value_input).squeeze(-1)
 
     def _trunk(self, tokens: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """Full causal pass over tokens [B, L] → hidden [B, L, d] and each layer's (k, v)."""

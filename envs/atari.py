@@ -41,6 +41,7 @@ def make_atari(
     grayscale: bool = True,
     frame_stack: int = 4,
     render_mode: str | None = None,
+    **make_kwargs,
 ) -> gym.Env:
     """Make an Atari env preprocessed as in DeepMind's Nature DQN and most PPO baselines.
 
@@ -59,6 +60,7 @@ def make_atari(
         grayscale: convert frames to gray before resizing.
         frame_stack: number of most recent frames stacked on the channel axis.
         render_mode: passed to gymnasium.make ("rgb_array", "human" or None).
+        make_kwargs: further keyword arguments of the ALE env, e.g. repeat_action_probability.
 
     info["episode"] = {"r": score, "l": emulator frames, "t": seconds} comes from a
     RecordEpisodeStatistics directly on the raw env: it is the raw, unclipped score of a whole
@@ -72,7 +74,7 @@ def make_atari(
             f"{env_id} already skips frames (frameskip={built_in_skip}); "
             "use a <Game>NoFrameskip-v4 id or frame_skip=1"
         )
-    env = gym.make(env_id, render_mode=render_mode)
+    env = gym.make(env_id, render_mode=render_mode, **make_kwargs)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     if noop_max > 0:
         env = NoopResetWrapper(env, noop_max=noop_max)

@@ -41,15 +41,16 @@ class PixelObservationWrapper(gym.ObservationWrapper[np.ndarray, Any, Any], Reco
 
 
 def make_pixel_env(
-    env_id: str, screen_size: int = 84, grayscale: bool = True, frame_stack: int = 4
+    env_id: str, screen_size: int = 84, grayscale: bool = True, frame_stack: int = 4, **make_kwargs
 ) -> gym.Env:
     """Make `env_id` observed through its rendered frames, warped and stacked like Atari frames.
 
     Observations are uint8 of shape (frame_stack, screen_size, screen_size) (times 3 channels if
     not grayscale), newest frame last. Rewards and episode ends are the env's own.
-    info["episode"] comes from RecordEpisodeStatistics directly on the raw env.
+    info["episode"] comes from RecordEpisodeStatistics directly on the raw env. `make_kwargs` go
+    to gymnasium.make.
     """
-    env = gym.make(env_id, render_mode="rgb_array")
+    env = gym.make(env_id, render_mode="rgb_array", **make_kwargs)
     env = gym.wrappers.RecordEpisodeStatistics(env)
     env = PixelObservationWrapper(env)
     env = WarpFrameWrapper(env, width=screen_size, height=screen_size, grayscale=grayscale)

@@ -1,0 +1,370 @@
+"""Our PPO against Stable-Baselines3's PPO on one config, same hyperparameters and seeds:
+
+    python -m bench.compare --config configs/breakout.yaml --steps 1000000 --seeds 1 2 3 [--out DIR]
+                            [--set precision=fp32 ...]
+
+Runs alternate (ours seed 1, SB3 seed 1, ours seed 2, ...) so that drift in the machine's load hits
+both libraries alike; each runs in its own process (peak memory). Writes into DIR:
+  tb/ours_seed<k>, tb/sb3_seed<k>   TensorBoard logs under the same tags (they overlay)
+  results.md, results.json          final return and area under the curve ± 95 % CI over seeds,
+                                    wall time, env steps/s, peak memory; SB3's arguments; the
+                                    differences that remain for this config
+  return_vs_steps.png, return_vs_wall_time.png   mean over seeds with a 95 % CI band
+bench/README.md documents the hyperparameter mapping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+
+from agents.cli import ArgumentParser, positive_int
+from agents.config import ConfigError, TrainConfig, config_to_dict, load_config
+from bench.isolated import BenchError
+
+TAG = "rollout/ep_rew_mean"
+LIBRARIES = ("ours", "sb3")
+CONFIDENCE = 0.95
+WALL_GRID_POINTS = 200  # points of the common wall-time grid the seeds are interpolated onto
+
+
+def library_label(library: str) -> str:
+    if library == "ours":
+        return "ours"
+    from importlib.metadata import version
+
+    return f"SB3 {version('stable_baselines3')}"
+
+
+# ------------------------------------------------------------------------------ set-up
+
+
+@dataclass
+class Setup:
+    config: TrainConfig  # with total_timesteps = --steps, no periodic checkpoints, no videos
+    config_path: str
+    seeds: list[int]
+    out: Path
+    sb3_arguments: dict[str, str]
+    differences: list[str]
+
+
+def prepare(config_path: str, overrides: list[str], steps: int, seeds: list[int], out: Path | None) -> Setup:
+    """Everything that can be refused, refused before the first run (ConfigError / MappingError)."""
+    from bench.sb3_mapping import describe, differences, probe_spaces, sb3_plan
+
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds must be distinct, got {' '.join(map(str, seeds))}")
+    config = load_config(config_path, overrides)
+    if steps < config.batch_size:
+        raise ConfigError(
+            f"--steps {steps} is less than one batch (env.num_envs × ppo.num_steps = {config.batch_size}): "
+            "nothing would be logged"
+        )
+    config.total_timesteps = steps
+    # Periodic checkpoints and evaluation videos are ours only; the final checkpoint stays.
+    config.checkpoint_interval = 0
+    config.capture_video = False
+    observation_space, num_actions = probe_spaces(config)
+    plan = sb3_plan(config, observation_space, num_actions)
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / "bench" / f"{Path(config_path).stem}__{steps}__{stamp}"
+    for library in LIBRARIES:
+        for seed in seeds:
+            run_dir = out / "tb" / f"{library}_seed{seed}"
+            if run_dir.exists() and any(run_dir.iterdir()):
+                raise ConfigError(f"{run_dir} already holds a run; choose another --out")
+    try:
+        (out / "tb").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory {out}: {exc.strerror}") from None
+    if not os.access(out, os.W_OK):
+        raise ConfigError(f"output directory {out} is not writable")
+    notes = differences(config, observation_space, num_actions)
+    return Setup(config, config_path, seeds, out, describe(plan), notes)
+
+
+# ------------------------------------------------------------------------------ running
+
+
+@dataclass
+class Run:
+    library: str
+    seed: int
+    measurement: dict  # from bench.measure (+ memory from bench.isolated)
+    steps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # env steps of the TAG events
+    values: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # since the run's start
+
+
+def read_curve(run_dir: Path, start_time: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """TAG's (env steps, values, seconds since start_time); empty if no episode ever finished."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir), size_guidance={"scalars": 0})  # 0: keep all events
+    accumulator.Reload()
+    if TAG not in accumulator.Tags()["scalars"]:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    events = sorted(accumulator.Scalars(TAG), key=lambda event: event.step)
+    steps = np.array([event.step for event in events], dtype=np.float64)
+    values = np.array([event.value for event in events], dtype=np.float64)
+    seconds = np.array([event.wall_time - start_time for event in events], dtype=np.float64)
+    return steps, values, seconds
+
+
+def run_all(setup: Setup) -> list[Run]:
+    from bench.isolated import run_isolated
+    from bench.measure import train_ours, train_sb3
+
+    runs = []
+    total = len(setup.seeds) * len(LIBRARIES)
+    for seed in setup.seeds:
+        config = config_to_dict(setup.config)
+        config["seed"] = seed
+        for library in LIBRARIES:
+            run_dir = setup.out / "tb" / f"{library}_seed{seed}"
+            if library == "ours":
+                measurement = run_isolated(train_ours, config=config, run_dir=str(run_dir))
+            else:
+                measurement = run_isolated(train_sb3, config=config, log_dir=str(run_dir))
+            run = Run(library, seed, measurement, *read_curve(run_dir, measurement["start_time"]))
+            runs.append(run)
+            print(
+                f"[{len(runs)}/{total}] {library_label(library)} seed {seed}: {measurement['steps']} env "
+                f"steps, {measurement['wall_time_s']:.1f} s, final {TAG} {final_return(run, setup):.4g}",
+                flush=True,
+            )
+    return runs
+
+
+# ------------------------------------------------------------------------------ summaries
+
+
+def steps_grid(setup: Setup) -> np.ndarray:
+    """The update boundaries ≤ N, where both libraries log: every batch_size env steps."""
+    batch = setup.config.batch_size
+    return np.arange(batch, setup.config.total_timesteps + 1, batch, dtype=np.float64)
+
+
+def final_return(run: Run, setup: Setup) -> float:
+    from bench.stats import final_value
+
+    return final_value(run.steps, run.values, setup.config.total_timesteps)
+
+
+def per_run_row(run: Run, setup: Setup) -> dict[str, float]:
+    from bench.stats import area_under_curve
+
+    m = run.measurement
+    return {
+        "final": final_return(run, setup),
+        "auc": area_under_curve(run.steps, run.values, steps_grid(setup)),
+        "wall_time_s": m["wall_time_s"],
+        "steps_per_s": m["steps"] / m["loop_time_s"],
+        "maxrss_mib": m["maxrss_mib"],
+        "tree_pss_mib": m["tree_pss_mib"],
+    }
+
+
+COLUMNS = {  # key: column title
+    "final": f"final {TAG}",
+    "auc": "AUC (mean ep_rew_mean)",
+    "wall_time_s": "wall time (s)",
+    "steps_per_s": "env steps/s",
+    "maxrss_mib": "peak RSS, trainer (MiB)",
+    "tree_pss_mib": "peak PSS, all processes (MiB)",
+}
+
+
+def format_ci(mean: float, half: float) -> str:
+    if math.isnan(mean):
+        return "n/a"
+    return f"{mean:.4g}" if math.isnan(half) else f"{mean:.4g} ± {half:.2g}"
+
+
+def summarise(runs: list[Run], setup: Setup) -> dict[str, dict[str, list[float]]]:
+    """{library: {key: [mean, half-width of the CI]}}."""
+    from bench.stats import mean_confidence_interval
+
+    summary = {}
+    for library in LIBRARIES:
+        rows = [per_run_row(run, setup) for run in runs if run.library == library]
+        summary[library] = {
+            key: list(mean_confidence_interval([row[key] for row in rows], CONFIDENCE)) for key in COLUMNS
+        }
+    return summary
+
+
+def markdown(runs: list[Run], setup: Setup, summary: dict) -> str:
+    config = setup.config
+    seeds = " ".join(map(str, setup.seeds))
+    lines = [
+        f"# Our PPO vs Stable-Baselines3 PPO: {setup.config_path}",
+        "",
+        f"{config.env_id}, {config.total_timesteps} env steps per run (batch {config.batch_size}), "
+        f"seeds {seeds}, run alternately (ours, SB3, next seed). Mean over seeds ± half-width of the "
+        "95 % t confidence interval.",
+        "",
+        "| library | " + " | ".join(COLUMNS.values()) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
+    for library in LIBRARIES:
+        cells = [format_ci(*summary[library][key]) for key in COLUMNS]
+        lines.append(f"| {library_label(library)} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        f"- final: {TAG} (mean return of the last {config.stats_window} episodes) at the last logged point "
+        f"≤ {config.total_timesteps} env steps.",
+        f"- AUC: mean of {TAG} over the update boundaries (every {config.batch_size} env steps up to "
+        f"{config.total_timesteps}), i.e. area under the curve ÷ env steps; points before a run's first "
+        "finished episode are left out.",
+        "- wall time: from building the envs to the end of training (imports excluded); env steps/s: env "
+        "steps ÷ training-loop time (from after the first reset to the end of the last update).",
+        "- peak RSS: ru_maxrss of the training process; peak PSS: largest sampled sum over the training "
+        "process and its env worker processes (shared pages split between them).",
+        "",
+        "![return vs env steps](return_vs_steps.png)",
+        "![return vs wall time](return_vs_wall_time.png)",
+        "",
+        "## Per run",
+        "",
+        "| library | seed | " + " | ".join(COLUMNS.values()) + " |",
+        "|---" * (len(COLUMNS) + 2) + "|",
+    ]
+    for run in runs:
+        row = per_run_row(run, setup)
+        cells = [format_ci(row[key], math.nan) for key in COLUMNS]
+        lines.append(f"| {library_label(run.library)} | {run.seed} | " + " | ".join(cells) + " |")
+    lines += ["", "## SB3 arguments (bench/sb3_mapping.py)", "", "| argument | value |", "|---|---|"]
+    lines += [f"| {key} | `{value}` |" for key, value in setup.sb3_arguments.items()]
+    lines += ["", "## Differences that remain for this config (see bench/README.md)", ""]
+    lines += [f"- {note}" for note in setup.differences]
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------ plots
+
+
+def mean_band(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of [seeds, points]: mean and CI half-width over the seeds that have a value."""
+    from bench.stats import mean_confidence_interval
+
+    columns = [mean_confidence_interval(curves[:, j], CONFIDENCE) for j in range(curves.shape[1])]
+    return np.array([c[0] for c in columns]), np.array([c[1] for c in columns])
+
+
+def plot_curves(runs: list[Run], setup: Setup) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only
+    import matplotlib.pyplot as plt
+
+    from bench.stats import step_curve
+
+    paths = []
+    for x_name, x_label, file_name in (
+        ("steps", "env steps", "return_vs_steps.png"),
+        ("seconds", "wall time (s)", "return_vs_wall_time.png"),
+    ):
+        figure, axis = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
+        for index, library in enumerate(LIBRARIES):
+            color = f"C{index}"
+            mine = [run for run in runs if run.library == library and run.steps.size]
+            if not mine:
+                continue
+            label = f"{library_label(library)} ({len(mine)} seed{'s' if len(mine) > 1 else ''})"
+            if x_name == "steps":
+                grid = steps_grid(setup)
+                curves = np.stack([step_curve(run.steps, run.values, grid) for run in mine])
+            else:
+                low = max(run.seconds[0] for run in mine)
+                high = min(run.seconds[-1] for run in mine)
+                if len(mine) == 1 or not high > low:
+                    for number, run in enumerate(mine):
+                        axis.plot(run.seconds, run.values, color=color, label=label if number == 0 else None,
+                                  marker="." if run.seconds.size == 1 else None)
+                    continue
+                grid = np.linspace(low, high, WALL_GRID_POINTS)
+                curves = np.stack([np.interp(grid, run.seconds, run.values) for run in mine])
+            mean, half = mean_band(curves)
+            axis.plot(grid, mean, color=color, label=label, marker="." if grid.size == 1 else None)
+            if np.isfinite(half).any():
+                axis.fill_between(grid, mean - half, mean + half, color=color, alpha=0.25, linewidth=0)
+        axis.set_xlabel(x_label)
+        axis.set_ylabel(TAG)
+        axis.set_title(f"{setup.config.env_id}: mean over seeds, 95 % CI band")
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize="small")
+        path = setup.out / file_name
+        figure.savefig(path, dpi=110)
+        plt.close(figure)
+        paths.append(path)
+    return paths
+
+
+# ------------------------------------------------------------------------------ entry point
+
+
+def seed_int(text: str) -> int:
+    """argparse type: an integer >= 0 (gymnasium refuses negative seeds)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a seed (integer >= 0), got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a seed (integer >= 0), got {value}")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
+    parser.add_argument("--steps", required=True, type=positive_int, help="env steps per run (N)")
+    parser.add_argument("--seeds", nargs="+", type=seed_int, default=[1, 2, 3], help="seeds (default 1 2 3)")
+    parser.add_argument(
+        "--out", type=Path, help="output directory (default runs/bench/<config>__<N>__<time>)"
+    )
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="config override applied to both libraries, e.g. --set precision=fp32 (repeatable)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pixel envs render with SDL, no screen here
+    args = parse_args(argv)
+    try:
+        setup = prepare(args.config, args.overrides, args.steps, args.seeds, args.out)
+        runs = run_all(setup)
+    except (ConfigError, BenchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = summarise(runs, setup)
+    (setup.out / "results.md").write_text(markdown(runs, setup, summary))
+    raw = {
+        "config": setup.config_path,
+        "env_steps": setup.config.total_timesteps,
+        "summary": summary,
+        "runs": [
+            {"library": run.library, "seed": run.seed, **run.measurement, **per_run_row(run, setup)}
+            for run in runs
+        ],
+    }
+    (setup.out / "results.json").write_text(json.dumps(raw, indent=2, default=float) + "\n")
+    plot_curves(runs, setup)
+    print(f"wrote {setup.out / 'results.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""The measurements, each meant to run in its own process (bench.isolated.run_isolated).
+
+Each takes a config as a plain dict (agents.config.config_to_dict), imports what it needs first
+and starts its clocks after the imports. Times:
+- wall_time_s: everything after the imports (envs and network built, training, clean-up);
+- loop_time_s: the training loop only, from after the first env reset to after the last update.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+
+def train_ours(config: dict, run_dir: str) -> dict:
+    """Our trainer on `config`, logging into `run_dir`."""
+    from agents.config import config_from_dict
+    from agents.trainer import train
+
+    started = time.time()
+    train_config = config_from_dict({**config, "run_dir": run_dir})
+    result = train(train_config, config_name="bench", progress=False)
+    return {
+        "start_time": started,
+        "wall_time_s": time.time() - started,
+        "loop_time_s": result.wall_time,  # the trainer's clock starts after envs.reset
+        "steps": result.global_step,
+    }
+
+
+def train_sb3(config: dict, log_dir: str) -> dict:
+    """SB3's PPO on `config` (mapped by bench.sb3_mapping), TensorBoard logs in `log_dir`."""
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.logger import configure
+
+    from agents.config import config_from_dict
+    from bench.sb3_mapping import make_sb3_env, make_sb3_model, probe_spaces, sb3_plan
+
+    class LoopTimer(BaseCallback):
+        started = float("nan")
+
+        def _on_training_start(self) -> None:  # called after learn()'s env reset
+            self.started = time.time()
+
+        def _on_step(self) -> bool:
+            return True
+
+    started = time.time()
+    train_config = config_from_dict(config)
+    plan = sb3_plan(train_config, *probe_spaces(train_config))
+    env = make_sb3_env(train_config, plan, train_config.seed)
+    try:
+        model = make_sb3_model(plan, env, train_config.seed)
+        model.set_logger(configure(log_dir, ["tensorboard"]))
+        timer = LoopTimer()
+        model.learn(total_timesteps=train_config.total_timesteps, callback=timer)
+        loop_time = time.time() - timer.started
+        model.logger.close()
+        steps = int(model.num_timesteps)
+    finally:
+        env.close()
+    wall_time = time.time() - started
+    return {"start_time": started, "wall_time_s": wall_time, "loop_time_s": loop_time, "steps": steps}
+
+
+def env_only(config: dict, steps: int) -> dict:
+    """The config's vector env stepping uniformly random actions: env steps per second."""
+    from agents.config import config_from_dict
+    from envs.vector import make_vector_env
+
+    started = time.time()
+    train_config = config_from_dict(config)
+    envs = make_vector_env(train_config)
+    try:
+        envs.reset(seed=train_config.seed)
+        envs.action_space.seed(train_config.seed)
+        vector_steps = max(1, math.ceil(steps / train_config.env.num_envs))
+        loop_start = time.perf_counter()
+        for _ in range(vector_steps):
+            envs.step(envs.action_space.sample())
+        loop_time = time.perf_counter() - loop_start
+    finally:
+        envs.close()
+    env_steps = vector_steps * train_config.env.num_envs
+    return {
+        "start_time": started,
+        "steps": env_steps,
+        "loop_time_s": loop_time,
+        "steps_per_s": env_steps / loop_time,
+    }
+
+
+def learner_only(config: dict, updates: int) -> dict:
+    """ppo_update alone, as the trainer calls it (network, threads, precision, Adam), on a batch of
+    the config's shape: one rollout of the untrained policy, collected before the clock starts.
+    Before each update the batch's log-probs and values are recomputed (untimed), so every update
+    starts at ratio 1 as in training (this matters with target_kl). One warm-up update is untimed.
+    Returns samples × epochs processed per second."""
+    import numpy as np
+    import torch
+
+    from agents.build import build_agent, resolve_device, resolve_precision
+    from agents.config import config_from_dict
+    from agents.ppo import ppo_update
+    from agents.rollout import collect_rollout, obs_to_tensor
+    from agents.rollout_storage import RolloutStorage
+    from agents.trainer import default_torch_threads, seed_everything
+    from agents.transformer import TransformerActorCritic
+    from envs.vector import make_vector_env
+
+    started = time.time()
+    train_config = config_from_dict(config)
+    ppo = train_config.ppo
+    seed_everything(train_config.seed)
+    device = resolve_device(train_config.device)
+    envs = make_vector_env(train_config)
+    try:
+        space = envs.single_observation_space
+        agent = build_agent(train_config, space, int(envs.single_action_space.n)).to(device)
+        torch.set_num_threads(train_config.torch_threads or default_torch_threads(agent))
+        agent.autocast_dtype = resolve_precision(train_config.precision, agent, device)
+        storage = RolloutStorage(
+            ppo.num_steps, train_config.env.num_envs, space.shape,
+            torch.from_numpy(np.zeros(0, dtype=space.dtype)).dtype, device,
+        )
+        next_obs, _ = envs.reset(seed=train_config.seed)
+        agent.eval()
+        obs = collect_rollout(
+            agent, envs, storage, obs_to_tensor(next_obs, device), lambda infos: None,
+            train_config.env.bootstrap_truncated,
+        )
+        with torch.inference_mode():
+            storage.compute_advantages(agent.value(obs), ppo.gamma, ppo.gae_lambda)
+    finally:
+        envs.close()
+    batch = storage.flatten()
+    if isinstance(agent, TransformerActorCritic):
+        batch["episode"] = storage.episode_ids().flatten()
+    optimizer = torch.optim.Adam(agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps)
+    generator = torch.Generator().manual_seed(train_config.seed)
+    penalty = ppo.kl_coef if ppo.loss == "kl_penalty" else None
+    samples = epochs = 0.0
+    loop_time = 0.0
+    for update in range(updates + 1):
+        agent.eval()
+        with torch.no_grad():
+            logp, _, values = agent.evaluate_actions(batch["obs"], batch["actions"])
+        batch["logp"], batch["values"] = logp.float(), values.float()
+        agent.train()
+        clock = time.perf_counter()
+        metrics = ppo_update(agent, optimizer, batch, ppo, ppo.clip_coef, penalty, generator)
+        if update > 0:  # update 0 warms up (allocations, kernel selection)
+            loop_time += time.perf_counter() - clock
+            samples += batch["actions"].shape[0] * metrics["epochs_run"]
+            epochs += metrics["epochs_run"]
+    return {
+        "start_time": started,
+        "loop_time_s": loop_time,
+        "samples_per_s": samples / loop_time,
+        "epochs_per_update": epochs / updates,
+    }

@@ -1,0 +1,189 @@
+"""Where our PPO's time goes, against SB3's, on this machine:
+
+    python -m bench.sps --config configs/breakout.yaml [--repeats 3] [--steps 8192] [--out sps.md]
+                        [--set precision=fp32 ...]
+
+Measures, each in its own process (peak memory), in turns (env, learner, ours, SB3, then again) so
+that drift in the machine's load hits all alike, and reports the median of --repeats turns:
+  env-only      the config's vector env stepping random actions: env steps/s
+  learner-only  ppo_update on a batch of the config's shape: samples × epochs processed per s
+  ours          train() for --steps env steps: env steps/s of the training loop (start-up excluded)
+  SB3           SB3's PPO with the same hyperparameters (bench/sb3_mapping.py), timed the same way
+and derives the ratio ours/SB3 and the share of our bound min(env-only, learner-only ÷ epochs)
+that ours reaches. Prints a markdown table; --out also writes it to a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from agents.cli import ArgumentParser, positive_int
+from agents.config import ConfigError, TrainConfig, config_to_dict, load_config
+from bench.isolated import BenchError
+
+DEFAULT_STEPS = 8192
+
+# Row titles of the table (the test checks that each appears).
+ENV_ONLY = "env-only: vector env, random actions (env steps/s)"
+LEARNER_ONLY = "learner-only: ppo_update (samples × epochs / s)"
+OURS = "ours end-to-end: train() (env steps/s)"
+SB3 = "SB3 end-to-end, same hyperparameters (env steps/s)"
+RATIO = "ratio ours / SB3"
+BOUND = "our bound: min(env-only, learner-only ÷ epochs) (env steps/s)"
+FRACTION = "fraction of our bound reached (ours ÷ bound)"
+SEQUENTIAL_BOUND = "sequential bound: 1 / (1/env-only + epochs/learner-only) (env steps/s)"
+SEQUENTIAL_FRACTION = "fraction of the sequential bound reached"
+ROWS = (ENV_ONLY, LEARNER_ONLY, OURS, SB3, RATIO, BOUND, FRACTION, SEQUENTIAL_BOUND, SEQUENTIAL_FRACTION)
+
+
+def prepare(config_path: str, overrides: list[str], steps: int) -> TrainConfig:
+    """The config to measure; everything that can be refused is refused here."""
+    from bench.sb3_mapping import probe_spaces, sb3_plan
+
+    config = load_config(config_path, overrides)
+    if steps < config.batch_size:
+        raise ConfigError(
+            f"--steps {steps} is less than one batch (env.num_envs × ppo.num_steps = {config.batch_size})"
+        )
+    config.total_timesteps = steps
+    config.checkpoint_interval = 0  # the final checkpoint stays; periodic ones are ours only
+    config.capture_video = False
+    sb3_plan(config, *probe_spaces(config))  # MappingError if SB3 cannot run it
+    return config
+
+
+def measure(config: TrainConfig, repeats: int, steps: int, log=print) -> dict[str, list[dict]]:
+    """{measurement: [result of each repeat]}, measured in turns."""
+    from bench.isolated import run_isolated
+    from bench.measure import env_only, learner_only, train_ours, train_sb3
+
+    data = config_to_dict(config)
+    updates = max(1, math.ceil(steps / config.batch_size))
+    results: dict[str, list[dict]] = {"env": [], "learner": [], "ours": [], "sb3": []}
+    with tempfile.TemporaryDirectory(prefix="bench-sps-") as folder:
+        for repeat in range(repeats):
+            runs = {
+                "env": lambda: run_isolated(env_only, config=data, steps=steps),
+                "learner": lambda: run_isolated(learner_only, config=data, updates=updates),
+                "ours": lambda: run_isolated(train_ours, config=data, run_dir=f"{folder}/ours_{repeat}"),
+                "sb3": lambda: run_isolated(train_sb3, config=data, log_dir=f"{folder}/sb3_{repeat}"),
+            }
+            for name, run in runs.items():
+                result = run()
+                if name in ("ours", "sb3"):  # env steps over the training loop's time
+                    result["steps_per_s"] = result["steps"] / result["loop_time_s"]
+                results[name].append(result)
+            log(
+                f"[{repeat + 1}/{repeats}] env {results['env'][-1]['steps_per_s']:.0f}/s, "
+                f"learner {results['learner'][-1]['samples_per_s']:.0f} samples/s, "
+                f"ours {results['ours'][-1]['steps_per_s']:.0f}/s, "
+                f"SB3 {results['sb3'][-1]['steps_per_s']:.0f}/s",
+                flush=True,
+            )
+    return results
+
+
+def summarise(results: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    """Medians over the repeats, and the derived ratios: {row: {value, rss, pss}}."""
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(result[key] for result in results[name])
+
+    def memory(name: str) -> dict[str, float]:
+        return {"rss": median(name, "maxrss_mib"), "pss": median(name, "tree_pss_mib")}
+
+    env, learner = median("env", "steps_per_s"), median("learner", "samples_per_s")
+    epochs = median("learner", "epochs_per_update")
+    ours, sb3 = median("ours", "steps_per_s"), median("sb3", "steps_per_s")
+    bound = min(env, learner / epochs)
+    sequential = 1.0 / (1.0 / env + epochs / learner)
+    return {
+        ENV_ONLY: {"value": env, **memory("env")},
+        LEARNER_ONLY: {"value": learner, **memory("learner")},
+        OURS: {"value": ours, **memory("ours")},
+        SB3: {"value": sb3, **memory("sb3")},
+        RATIO: {"value": ours / sb3},
+        BOUND: {"value": bound},
+        FRACTION: {"value": ours / bound},
+        SEQUENTIAL_BOUND: {"value": sequential},
+        SEQUENTIAL_FRACTION: {"value": ours / sequential},
+    }
+
+
+def markdown(summary: dict[str, dict[str, float]], config_path: str, config: TrainConfig, repeats: int,
+             epochs: float) -> str:
+    ppo = config.ppo
+    lines = [
+        f"# Steps per second: {config_path}",
+        "",
+        f"{config.env_id}, {config.env.num_envs} envs × {ppo.num_steps} steps = batch {config.batch_size}, "
+        f"{ppo.update_epochs} epochs × {ppo.num_minibatches} minibatches (learner ran {epochs:.3g} epochs "
+        f"per update), {config.total_timesteps} env steps per run; median of {repeats} alternating repeat"
+        f"{'s' if repeats > 1 else ''}, each measurement in its own process. {os.cpu_count()} cores.",
+        "",
+        "| measurement | value | peak RSS, process (MiB) | peak PSS, all processes (MiB) |",
+        "|---|---|---|---|",
+    ]
+    for row in ROWS:
+        cells = summary[row]
+        value = cells["value"]
+        text = f"{value:.3f}" if row in (RATIO, FRACTION, SEQUENTIAL_FRACTION) else f"{value:.0f}"
+        rss = f"{cells['rss']:.0f}" if "rss" in cells else ""
+        pss = f"{cells['pss']:.0f}" if "pss" in cells else ""
+        lines.append(f"| {row} | {text} | {rss} | {pss} |")
+    lines += [
+        "",
+        "The bound ignores the policy's forward passes during rollouts; PPO alternates rollout and update, "
+        "so the sequential bound (the two times added) is the one a single-process loop can reach.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="alternating repeats, median reported (default 3)"
+    )
+    parser.add_argument(
+        "--steps", type=positive_int, default=DEFAULT_STEPS,
+        help=f"env steps per run (default {DEFAULT_STEPS})",
+    )
+    parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="config override applied to every measurement, e.g. --set precision=fp32 (repeatable)",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pixel envs render with SDL, no screen here
+    args = parse_args(argv)
+    try:
+        if args.out is not None:
+            parent = args.out.absolute().parent
+            if args.out.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+                raise ConfigError(f"cannot write --out {args.out}")
+        config = prepare(args.config, args.overrides, args.steps)
+        results = measure(config, args.repeats, args.steps)
+    except (ConfigError, BenchError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = summarise(results)
+    epochs = statistics.median(result["epochs_per_update"] for result in results["learner"])
+    table = markdown(summary, args.config, config, args.repeats, epochs)
+    print(table, end="")
+    if args.out is not None:
+        args.out.write_text(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

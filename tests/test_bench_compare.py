@@ -1,0 +1,92 @@
+"""bench.compare: the CI helper against hand-computed numbers, curve summaries, a tiny CartPole run
+of both libraries (table, plots, logs), bad input."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from bench import compare
+from bench.stats import (
+    area_under_curve,
+    final_value,
+    mean_confidence_interval,
+    student_t_quantile,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize(
+    "df, expected",  # two-sided 95 % quantiles t_{0.975, df} from the standard tables
+    [(1, 12.706204736), (2, 4.302652730), (4, 2.776445105), (10, 2.228138852), (30, 2.042272456)],
+)
+def test_student_t_quantile_matches_tables(df, expected):
+    assert student_t_quantile(0.95, df) == pytest.approx(expected, rel=1e-8)
+
+
+def test_mean_confidence_interval_hand_computed():
+    # [1, 2, 3]: mean 2, s = 1, n = 3 → half-width t_{0.975,2} · 1/√3 = 4.3026527 / 1.7320508 = 2.4841377.
+    mean, half = mean_confidence_interval([1.0, 2.0, 3.0])
+    assert mean == 2.0
+    assert half == pytest.approx(2.4841377, rel=1e-6)
+    # [0, 2]: mean 1, s = √2, n = 2 → t_{0.975,1} · √2/√2 = 12.7062047.
+    assert mean_confidence_interval([0.0, 2.0]) == pytest.approx((1.0, 12.7062047))
+    # NaN (a run without a finished episode) is left out; one value has no interval.
+    mean, half = mean_confidence_interval([5.0, math.nan])
+    assert mean == 5.0 and math.isnan(half)
+
+
+def test_final_value_and_area_under_curve():
+    steps, values = np.array([256.0, 512.0, 768.0]), np.array([1.0, 2.0, 3.0])
+    assert final_value(steps, values, 700) == 2.0  # last logged point ≤ 700
+    assert math.isnan(final_value(steps, values, 100))
+    assert area_under_curve(steps, values, np.array([256.0, 512.0, 768.0])) == 2.0
+    # Grid points before the first logged value are left out: (1 + 1 + 2) / 3.
+    assert area_under_curve(steps, values, np.array([128.0, 256.0, 300.0, 512.0])) == pytest.approx(4 / 3)
+
+
+def test_compare_on_cartpole_writes_table_plots_and_logs(tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "2048", "--seeds", "1", "--out", str(out)]
+    assert compare.main(argv) == 0
+    table = (out / "results.md").read_text()
+    assert "| ours |" in table
+    assert "| SB3 " in table
+    summary = table.split("## Per run")[0]  # the per-library table comes first
+    summary_rows = [line for line in summary.splitlines() if line.startswith(("| ours |", "| SB3 "))]
+    assert len(summary_rows) == 2
+    assert all("n/a" not in row for row in summary_rows)  # CartPole finishes episodes within 2048 steps
+    for name in ("return_vs_steps.png", "return_vs_wall_time.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG"
+    for library in ("ours", "sb3"):
+        assert list((out / "tb" / f"{library}_seed1").glob("events.out.tfevents.*"))
+    assert (out / "results.json").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--config", "no/such.yaml", "--steps", "2048"], "config file not found"),
+        (["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "100"], "less than one batch"),
+        (["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "0"], "positive integer"),
+        (["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "512", "--seeds", "1", "1"], "distinct"),
+        (["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "512", "--set", "network.shared_trunk=true"],
+         "shared"),
+        (["--config", str(CONFIGS / "token_sort_grpo.yaml"), "--steps", "4096"], "GRPO"),
+    ],
+)
+def test_bad_input_is_one_error_line(argv, message, tmp_path, capsys):
+    code = None
+    try:
+        code = compare.main([*argv, "--out", str(tmp_path / "out")])
+    except SystemExit as exc:  # argparse refusals
+        code = exc.code
+    assert code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and message in err[0]

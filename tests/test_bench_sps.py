@@ -1,0 +1,49 @@
+"""bench.sps: the derived quantities on made-up measurements, and a tiny CartPole run."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bench import sps
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+def test_bound_and_ratios_from_medians():
+    memory = {"maxrss_mib": 100.0, "tree_pss_mib": 90.0}
+    results = {
+        "env": [{"steps_per_s": s, **memory} for s in (900.0, 1000.0, 5000.0)],  # median 1000
+        "learner": [{"samples_per_s": 8000.0, "epochs_per_update": 4.0, **memory}],
+        "ours": [{"steps_per_s": 500.0, **memory}],
+        "sb3": [{"steps_per_s": 250.0, **memory}],
+    }
+    summary = sps.summarise(results)
+    assert summary[sps.ENV_ONLY]["value"] == 1000.0
+    assert summary[sps.RATIO]["value"] == 2.0
+    assert summary[sps.BOUND]["value"] == 1000.0  # min(1000, 8000 / 4)
+    assert summary[sps.FRACTION]["value"] == 0.5
+    assert summary[sps.SEQUENTIAL_BOUND]["value"] == pytest.approx(1 / (1 / 1000 + 4 / 8000))
+
+
+def test_sps_on_cartpole_reports_every_field(tmp_path, capsys):
+    out = tmp_path / "sps.md"
+    argv = ["--config", str(CONFIGS / "cartpole.yaml"), "--repeats", "1", "--steps", "512", "--out", str(out)]
+    assert sps.main(argv) == 0
+    table = out.read_text()
+    assert table in capsys.readouterr().out
+    for row in sps.ROWS:
+        line = next(line for line in table.splitlines() if line.startswith(f"| {row} |"))
+        value = float(line.split("|")[2])
+        assert value > 0, row
+    for row in (sps.ENV_ONLY, sps.LEARNER_ONLY, sps.OURS, sps.SB3):  # peak memory of each process
+        line = next(line for line in table.splitlines() if line.startswith(f"| {row} |"))
+        assert re.fullmatch(r"\s*\d+\s*", line.split("|")[3]), row
+
+
+def test_bad_input_is_one_error_line(capsys):
+    assert sps.main(["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "10"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "batch" in err[0]

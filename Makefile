@@ -1,9 +1,10 @@
-# Two commands for a new user: `make train` and `make test`. Both create .venv on first use.
+# Two commands for a new user: `make train` (Breakout; CONFIG=configs/x.yaml for another) and
+# `make test`. Both create .venv on first use.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CONFIG ?= configs/cartpole.yaml
+CONFIG ?= configs/breakout.yaml
 
 .PHONY: setup train test bench clean
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from agents.cli import ArgumentParser
+from agents.config import flatten_dict
 
 DEFAULT_TAG = "rollout/ep_rew_mean"
 IGNORED_KEYS = ("seed", "run_dir")  # what may differ between the runs of one group
@@ -99,20 +100,10 @@ def group_runs(runs: list[Run]) -> list[list[Run]]:
     return list(groups.values())
 
 
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
 def group_config(group: list[Run]) -> dict[str, Any] | None:
     """The flattened config (section.key: value) shared by a group's runs."""
     config = group[0].config
-    return _flatten(config) if config is not None else None
+    return flatten_dict(config) if config is not None else None
 
 
 def group_labels(groups: list[list[Run]]) -> list[str]:

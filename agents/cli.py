@@ -13,12 +13,29 @@ class ArgumentParser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
+def _int_at_least(text: str, minimum: int, what: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return _int_at_least(text, 1, "a positive integer")
+
+
+def seed_int(text: str) -> int:
+    """argparse type: an integer >= 0 (gymnasium refuses negative seeds)."""
+    return _int_at_least(text, 0, "a seed (integer >= 0)")
+
+
+def add_override_option(parser: argparse.ArgumentParser, applies_to: str) -> None:
+    """`--set KEY=VALUE` (repeatable): a config override, as train.py's dotted.key=value."""
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help=f"config override applied to {applies_to}, e.g. --set precision=fp32 (repeatable)",
+    )

@@ -240,6 +240,17 @@ def config_to_dict(config: TrainConfig) -> dict:
     return dataclasses.asdict(config)
 
 
+def flatten_dict(data: dict, prefix: str = "") -> dict[str, object]:
+    """{"ppo": {"gamma": 0.99}} → {"ppo.gamma": 0.99}: the dotted keys of the command line."""
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten_dict(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def validate(config: TrainConfig) -> None:
     """Refuse values that are well-typed but meaningless (negative rates, empty batches...)."""
     ppo, env = config.ppo, config.env

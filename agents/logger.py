@@ -10,21 +10,13 @@ import numpy as np
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
+from agents.config import flatten_dict
+
 
 def markdown_table(rows: dict[str, object]) -> str:
     lines = ["| parameter | value |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in rows.items()]
     return "\n".join(lines)
-
-
-def flatten_dict(data: dict, prefix: str = "") -> dict[str, object]:
-    flat: dict[str, object] = {}
-    for key, value in data.items():
-        if isinstance(value, dict) and value:
-            flat.update(flatten_dict(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 class TrainingLogger:

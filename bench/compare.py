@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.cli import ArgumentParser, positive_int
+from agents.cli import ArgumentParser, add_override_option, positive_int, seed_int
 from agents.config import ConfigError, TrainConfig, config_to_dict, load_config
 from bench.isolated import BenchError
 
@@ -314,17 +314,6 @@ def plot_curves(runs: list[Run], setup: Setup) -> list[Path]:
 # ------------------------------------------------------------------------------ entry point
 
 
-def seed_int(text: str) -> int:
-    """argparse type: an integer >= 0 (gymnasium refuses negative seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a seed (integer >= 0), got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a seed (integer >= 0), got {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
@@ -333,10 +322,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, help="output directory (default runs/bench/<config>__<N>__<time>)"
     )
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="config override applied to both libraries, e.g. --set precision=fp32 (repeatable)",
-    )
+    add_override_option(parser, "both libraries")
     return parser.parse_args(argv)
 
 

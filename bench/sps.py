@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agents.cli import ArgumentParser, positive_int
+from agents.cli import ArgumentParser, add_override_option, positive_int
 from agents.config import ConfigError, TrainConfig, config_to_dict, load_config
 from bench.isolated import BenchError
 
@@ -156,10 +156,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"env steps per run (default {DEFAULT_STEPS})",
     )
     parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
-    parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="config override applied to every measurement, e.g. --set precision=fp32 (repeatable)",
-    )
+    add_override_option(parser, "every measurement")
     return parser.parse_args(argv)
 
 

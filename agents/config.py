@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import math
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class AtariConfig:
 class EnvConfig:
     num_envs: int = 8  # parallel environments, each one column of the rollout
     vectorization: Literal["auto", "sync", "async"] = "auto"  # auto: async for pixel games
+    vector_backend: Literal["gymnasium", "envpool"] = "gymnasium"  # envpool: Atari inside envpool's C++ pool
     kwargs: dict = field(default_factory=dict)  # extra keyword arguments for gymnasium.make
     pixels: bool = False  # observe a non-Atari env through its rgb_array render instead
     screen_size: int = 84  # pixel games: frames resized to screen_size × screen_size
@@ -127,6 +129,7 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast for CNNs where supported
     torch_threads: int = 0  # torch intra-op threads; 0: one per core for CNNs, 1 for small nets
     checkpoint_interval: int = 50  # save a checkpoint every N updates (and always at the end)
+    keep_checkpoints: int = 3  # periodic update_<N>.pt files kept, the newest K (final.pt always); 0: all
     stats_window: int = 100  # episodes in the rolling mean of rollout/ep_rew_mean
     capture_video: bool = False  # play and record one evaluation game every video_interval updates
     video_interval: int = 50  # updates between recorded games (videos/step_<env steps>.mp4)
@@ -194,6 +197,8 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
+            if isinstance(value, int) and abs(value) > sys.float_info.max:  # float() would overflow
+                raise ConfigError(f"{key} must be a finite number, got an integer beyond the float range")
             if not math.isfinite(value):
                 raise ConfigError(f"{key} must be a finite number, got {value!r}")
             return float(value)
@@ -261,6 +266,7 @@ def validate(config: TrainConfig) -> None:
 
     require(config.total_timesteps > 0, "total_timesteps must be > 0")
     require(config.checkpoint_interval >= 0, "checkpoint_interval must be >= 0 (0: only at the end)")
+    require(config.keep_checkpoints >= 0, "keep_checkpoints must be >= 0 (0: keep all)")
     require(config.stats_window > 0, "stats_window must be > 0")
     require(config.video_interval > 0, "video_interval must be > 0")
     require(config.torch_threads >= 0, "torch_threads must be >= 0 (0: one per core)")

@@ -71,6 +71,8 @@ def make_vector_env(config: TrainConfig) -> gym.vector.VectorEnv:
     """
     env_cfg = config.env
     check_env_id(config.env_id)
+    if env_cfg.vector_backend == "envpool":
+        return _make_envpool(config)
     # Build one env in this process first: a bad kwarg or an unsupported action space is then
     # reported as a config error instead of an exception inside a worker process.
     try:
@@ -94,6 +96,36 @@ def make_vector_env(config: TrainConfig) -> gym.vector.VectorEnv:
     else:
         envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
     return envs
+
+
+def _make_envpool(config: TrainConfig) -> gym.vector.VectorEnv:
+    """The same Atari preprocessing run by envpool (see envs/envpool_backend.py for the few
+    places where its semantics differ from our wrappers)."""
+    env_cfg, atari = config.env, config.env.atari
+    if not is_atari(config.env_id) or env_cfg.pixels:
+        raise ConfigError(f"env.vector_backend: envpool runs Atari games only, not '{config.env_id}'")
+    if env_cfg.kwargs:
+        raise ConfigError(f"env.kwargs are not supported with env.vector_backend: envpool, got {env_cfg.kwargs}")
+    try:
+        from envs.envpool_backend import make_envpool_vector_env
+    except ImportError as exc:
+        raise ConfigError(f"env.vector_backend: envpool needs the envpool package ({exc})") from None
+    try:
+        return make_envpool_vector_env(
+            config.env_id,
+            env_cfg.num_envs,
+            config.seed,
+            noop_max=atari.noop_max,
+            frame_skip=atari.frame_skip,
+            terminal_on_life_loss=atari.terminal_on_life_loss,
+            fire_reset=atari.fire_reset,
+            clip_reward=atari.clip_reward,
+            screen_size=env_cfg.screen_size,
+            grayscale=env_cfg.grayscale,
+            frame_stack=env_cfg.frame_stack,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def finished_episodes(infos: dict) -> list[tuple[float, int]]:

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/breakout.yaml
 
-.PHONY: setup train test bench clean
+.PHONY: setup train test clean
 
 setup: $(STAMP)
 

@@ -1,4 +1,10 @@
-"""Train a PPO agent: python train.py --config configs/cartpole.yaml [dotted.key=value ...]"""
+"""Train a PPO agent: python train.py --config configs/cartpole.yaml [dotted.key=value ...]
+Continue a run that stopped:  python train.py --resume RUN_DIR
+
+Exit status: 0 done; 2 bad input (one `error:` line, nothing written); 1 the run failed midway
+(non-finite numbers, a dead env: one `error:` line, the last good checkpoint kept); 130 / 143
+stopped by SIGINT / SIGTERM after saving a checkpoint.
+"""
 
 from __future__ import annotations
 
@@ -17,21 +23,54 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = ArgumentParser(description=__doc__)
-    parser.add_argument("--config", required=True, help="YAML config file (see configs/)")
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML config file (see configs/)")
+    parser.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN_DIR",
+        help="continue the run in RUN_DIR from its newest good checkpoint, with its own config.yaml",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. ppo.learning_rate=1e-3 seed=2")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.resume is not None and (args.config is not None or args.overrides):
+        parser.error(
+            "--resume continues a run with the config.yaml it started with: it takes no --config and no overrides"
+        )
+    if args.resume is None and args.config is None:
+        parser.error("one of --config or --resume is required")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = load_config(args.config, args.overrides)
+        config = load_config(args.config, args.overrides) if args.resume is None else None
         # Imported here so that a bad command line is refused without paying for torch's import.
+        from agents.faults import TrainingFailed, TrainingInterrupted
         from agents.trainer import train
 
-        result = train(config, config_name=Path(args.config).stem, progress=not args.no_progress)
+        try:
+            if config is not None:
+                result = train(config, config_name=Path(args.config).stem, progress=not args.no_progress)
+            else:
+                from agents.resume import find_resume_point
+
+                point = find_resume_point(args.resume)
+                if point.finished:
+                    print(
+                        f"run {args.resume} is already finished: global step {point.global_step} of "
+                        f"total_timesteps {point.config.total_timesteps} ({point.checkpoint}); nothing to do"
+                    )
+                    return 0
+                result = train(point.config, progress=not args.no_progress, resume=point)
+        except TrainingFailed as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        except TrainingInterrupted as exc:
+            print(str(exc), file=sys.stderr)
+            return 128 + exc.signum
     except (ConfigError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -27,15 +27,36 @@ class TrainingLogger:
     """
 
     def __init__(
-        self, log_dir: Path, total_timesteps: int, window: int, progress: bool, start_step: int = 0
+        self,
+        log_dir: Path,
+        total_timesteps: int,
+        window: int,
+        progress: bool,
+        start_step: int = 0,
+        purge_step: int | None = None,
     ) -> None:
-        self.writer = SummaryWriter(log_dir=str(log_dir))
+        # purge_step (resumed runs): TensorBoard hides the points at steps >= purge_step written
+        # earlier, by the process that crashed after its last checkpoint, so the curve has neither
+        # duplicates nor points of a discarded future.
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
         self.returns: deque[float] = deque(maxlen=window)
         self.lengths: deque[int] = deque(maxlen=window)
         self.episodes = 0
         self.start_time = time.time()
-        self.start_step = start_step
+        self.start_step = start_step  # time/fps counts the steps of this process only
         self.bar = tqdm(total=total_timesteps, initial=start_step, unit="step", disable=not progress, dynamic_ncols=True)
+        self.closed = False
+
+    def state_dict(self) -> dict:
+        """The episode window behind rollout/ep_rew_mean, for checkpoints (plain lists and ints)."""
+        return {"returns": list(self.returns), "lengths": list(self.lengths), "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.returns.clear()
+        self.lengths.clear()
+        self.returns.extend(float(r) for r in state["returns"])
+        self.lengths.extend(int(n) for n in state["lengths"])
+        self.episodes = int(state["episodes"])
 
     def log_hyperparameters(self, config: dict) -> None:
         self.writer.add_text("hyperparameters", markdown_table(flatten_dict(config)), 0)
@@ -60,10 +81,16 @@ class TrainingLogger:
             scalars["rollout/ep_len_mean"] = float(np.mean(self.lengths))
         for tag, value in scalars.items():
             self.writer.add_scalar(tag, value, global_step)
+        # On disk after every update (a few hundred bytes): a killed run then loses no point up to
+        # its last checkpoint, and a resumed curve joins the old one without a gap.
+        self.writer.flush()
         self.bar.update(global_step - self.bar.n)
         self.bar.set_postfix(sps=f"{fps:.0f}", ep_rew_mean=f"{self.mean_return:.2f}", refresh=False)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         self.bar.close()
         self.writer.flush()
         self.writer.close()

@@ -113,7 +113,7 @@ def train(
             trainer = _Trainer(config, envs, device)
             if resume is not None:
                 trainer.restore(resume)
-            return trainer.run(config_name, progress, stop, resume)
+            return trainer.run(config_name, progress, stop)
         finally:
             close_envs(envs, failed=trainer is not None and trainer.env_failed)
 
@@ -133,6 +133,7 @@ class _Trainer:
     """State of one training run; `run` is the loop."""
 
     def __init__(self, config: TrainConfig, envs: gym.vector.VectorEnv | list[gym.Env], device: torch.device):
+        self.started = time.time()  # TrainResult.wall_time counts from here
         self.config, self.device = config, device
         probe = envs[0] if isinstance(envs, list) else None
         obs_space = probe.observation_space if probe else envs.single_observation_space
@@ -143,6 +144,9 @@ class _Trainer:
         else:
             self.envs = GuardedEnv(envs, config.env_id)
         self.env_failed = False
+        # Orthogonal init runs a QR factorisation whose last bits depend on the thread count: built
+        # on one thread, a seed gives the same weights whatever an earlier run in the process set.
+        torch.set_num_threads(1)
         self.agent = build_agent(config, obs_space, int(action_space.n)).to(device)
         torch.set_num_threads(config.torch_threads or default_torch_threads(self.agent))
         self.agent.autocast_dtype = resolve_precision(config.precision, self.agent, device)
@@ -270,13 +274,17 @@ class _Trainer:
         return path
 
     def _save_before_stopping(self, run_dir: Path) -> str:
-        """Checkpoint the last completed update unless it is on disk already; say where it is."""
+        """Checkpoint the last completed update unless it is on disk already; say where it is
+        and how to go on."""
         if self.snapshot is None:
             return "no update had finished: nothing saved"
         update = self.snapshot["update"]
         if self.saved_update != update:
             self._checkpoint(run_dir, update_checkpoint_name(update))
-        return f"checkpoint {self.last_checkpoint} (update {update}, global step {self.snapshot['global_step']})"
+        return (
+            f"checkpoint {self.last_checkpoint} (update {update}, global step {self.snapshot['global_step']}); "
+            f"continue with: python train.py --resume {run_dir}"
+        )
 
     def _start_resumed(self, run_dir: Path, logger: TrainingLogger) -> None:
         """What a resume does once every check has passed: report and set aside the checkpoints
@@ -288,7 +296,7 @@ class _Trainer:
                 aside_path = skipped.path.with_name(skipped.path.name + ".corrupt")
                 skipped.path.replace(aside_path)
                 aside = f" (moved to {aside_path.name})"
-            print(f"warning: skipped {skipped.reason}{aside}", file=sys.stderr)
+            print(f"warning: {skipped.reason}; skipped{aside}", file=sys.stderr)
         if point.skipped:
             print(f"warning: resuming from the previous good checkpoint {point.checkpoint}", file=sys.stderr)
         for stale in (run_dir / CHECKPOINT_DIR).glob("*.pt.tmp"):
@@ -347,9 +355,10 @@ class _Trainer:
 
     # ----------------------------------------------------------------------------------- loop
 
-    def run(self, config_name: str, progress: bool, stop: StopSignals, resume: ResumePoint | None) -> TrainResult:
+    def run(self, config_name: str, progress: bool, stop: StopSignals) -> TrainResult:
         config, ppo, agent = self.config, self.config.ppo, self.agent
         grpo = config.algo == "grpo"
+        resume = self.resumed_from
         update = resume.update if resume else 0
         global_step = resume.global_step if resume else 0
         if resume:
@@ -383,7 +392,7 @@ class _Trainer:
                 next_obs, _ = self.envs.reset(seed=env_reset_seed(config.seed, update))
                 obs = obs_to_tensor(next_obs, self.device)
 
-            start = logger.start_time = time.time()  # steps/s counts training, not set-up or SFT
+            logger.start_time = time.time()  # steps/s counts training, not set-up or SFT
             while global_step < config.total_timesteps:
                 if stop.requested:
                     raise _StopRequested
@@ -446,22 +455,18 @@ class _Trainer:
             self._checkpoint(run_dir, FINAL_CHECKPOINT)
         except _StopRequested:
             saved = self._save_before_stopping(run_dir)
-            raise TrainingInterrupted(
-                stop.signum,
-                f"interrupted by {signal_name(stop.signum)}: {saved}; "
-                f"continue with: python train.py --resume {run_dir}",
-            ) from None
+            raise TrainingInterrupted(stop.signum, f"interrupted by {signal_name(stop.signum)}: {saved}") from None
         except EnvFailure as exc:
             self.env_failed = True
             saved = self._save_before_stopping(run_dir)
-            raise TrainingFailed(f"{exc}; {saved}; continue with: python train.py --resume {run_dir}") from None
+            raise TrainingFailed(f"{exc}; {saved}") from None
         except NonFiniteError as exc:
             # The weights may already hold the NaN: nothing of this update is saved.
             last = self.last_checkpoint or "none"
             raise TrainingFailed(f"non-finite {exc.what} at update {update}; last good checkpoint: {last}") from None
         finally:
             logger.close()
-        return TrainResult(run_dir, global_step, logger.mean_return, logger.episodes, time.time() - start, agent)
+        return TrainResult(run_dir, global_step, logger.mean_return, logger.episodes, time.time() - self.started, agent)
 
     def _record_video(self, run_dir: Path, logger: TrainingLogger, update: int, global_step: int) -> None:
         """One evaluation game in its own env (training envs untouched), saved as an MP4 of the

@@ -1,5 +1,6 @@
 """Bad input to train.py: one `error:` line on stderr, exit status 2, no traceback, nothing written."""
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,177 @@ def test_default_run_dir_name(tmp_path):
     (run,) = (tmp_path / "runs").iterdir()
     env, config_name, seed, stamp = run.name.split("__")
     assert (env, config_name, seed) == ("CartPole-v1", "config", "7") and stamp
+
+
+# ------------------------------------------------------------------------------ --resume
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    """A tiny finished CartPole run: config.yaml, update_000001.pt, update_000002.pt, final.pt."""
+    import torch
+
+    from agents.config import config_from_dict
+    from agents.trainer import train
+
+    run = tmp_path_factory.mktemp("source") / "run"
+    config = config_from_dict(
+        {"total_timesteps": 128, "torch_threads": 1, "checkpoint_interval": 1, "run_dir": str(run),
+         "env": {"num_envs": 2, "vectorization": "sync"}, "ppo": {"num_steps": 32}}
+    )
+    threads = torch.get_num_threads()
+    try:
+        train(config, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return run
+
+
+def main_in_process(capsys, *argv: str) -> tuple[int, str, str]:
+    """train.py's main in this process (no interpreter start-up per case); parser errors exit."""
+    sys.path.insert(0, str(REPO))
+    try:
+        import train as train_script
+    finally:
+        sys.path.remove(str(REPO))
+    try:
+        status = train_script.main(list(argv))
+    except SystemExit as exc:
+        status = exc.code
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def unfinished_copy(source: Path, target: Path, checkpoints: tuple[str, ...] = ("update_000001.pt",)) -> Path:
+    (target / "checkpoints").mkdir(parents=True)
+    shutil.copy(source / "config.yaml", target / "config.yaml")
+    for name in checkpoints:
+        shutil.copy(source / "checkpoints" / name, target / "checkpoints" / name)
+    return target
+
+
+def edited_checkpoint(path: Path, edit) -> None:
+    from agents.checkpoint import load_checkpoint, save_checkpoint
+
+    state = load_checkpoint(path)
+    edit(state)
+    save_checkpoint(path, state)
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))  # creates a file if it is ever unpickled
+
+
+def make_resume_case(name: str, source: Path, tmp: Path) -> list[str]:
+    """Build one bad --resume case under `tmp`; return train.py's arguments."""
+    import torch
+
+    run = tmp / "run"
+    if name == "missing dir":
+        return ["--resume", str(run)]
+    if name == "not a run dir":
+        run.mkdir()
+        (run / "notes.txt").write_text("hello")
+        return ["--resume", str(run)]
+    if name == "no checkpoint":
+        unfinished_copy(source, run, checkpoints=())
+        return ["--resume", str(run)]
+    if name == "overrides":
+        return ["--resume", str(unfinished_copy(source, run)), "seed=2"]
+    if name == "config and resume":
+        return ["--resume", str(unfinished_copy(source, run)), "--config", str(run / "config.yaml")]
+    if name == "neither":
+        return ["--no-progress"]
+    if name == "broken config.yaml":
+        unfinished_copy(source, run)
+        (run / "config.yaml").write_text((run / "config.yaml").read_text() + "sed: 3\n")
+        return ["--resume", str(run)]
+    if name == "another architecture":
+        unfinished_copy(source, run)
+        ckpt = run / "checkpoints" / "update_000001.pt"
+        edited_checkpoint(ckpt, lambda s: s["config"]["network"].update(hidden_sizes=[8]))
+        return ["--resume", str(run)]
+    if name == "another env":
+        unfinished_copy(source, run)
+        edited_checkpoint(run / "checkpoints" / "update_000001.pt", lambda s: s["config"].update(env_id="Acrobot-v1"))
+        return ["--resume", str(run)]
+    if name == "weights of another network":
+        unfinished_copy(source, run)
+        edited_checkpoint(run / "checkpoints" / "update_000001.pt", lambda s: s["model"].update(
+            {key: torch.zeros(3) for key in s["model"]}))
+        return ["--resume", str(run)]
+    if name == "truncated, no fallback":
+        unfinished_copy(source, run)
+        ckpt = run / "checkpoints" / "update_000001.pt"
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
+        return ["--resume", str(run)]
+    if name == "crafted pickle":
+        unfinished_copy(source, run, checkpoints=())
+        torch.save({"model": _RunsCode(tmp / "pwned")}, run / "checkpoints" / "update_000001.pt")
+        return ["--resume", str(run)]
+    raise AssertionError(name)
+
+
+RESUME_CASES = {
+    "missing dir": "no such run dir",
+    "not a run dir": "is not a run dir (no config.yaml)",
+    "no checkpoint": "has no checkpoint to resume from",
+    "overrides": "takes no --config and no overrides",
+    "config and resume": "takes no --config and no overrides",
+    "neither": "one of --config or --resume is required",
+    "broken config.yaml": "did you mean 'seed'",
+    "another architecture": "was written with network.hidden_sizes=[8]",
+    "another env": "was written with env_id='Acrobot-v1'",
+    "weights of another network": "does not match the network",
+    "truncated, no fallback": "no usable checkpoint",
+    "crafted pickle": "no usable checkpoint",
+}
+
+
+def tree(path: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(path)): (p.stat().st_size, p.stat().st_mtime_ns) for p in path.rglob("*")}
+
+
+@pytest.mark.parametrize("name", list(RESUME_CASES))
+def test_bad_resume_is_one_error_line_and_changes_nothing(name, finished_run, tmp_path, capsys):
+    args = make_resume_case(name, finished_run, tmp_path)
+    before = tree(tmp_path)
+    status, out, err = main_in_process(capsys, *args)
+    assert status == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert RESUME_CASES[name] in lines[0]
+    assert out == "" and "Traceback" not in err
+    assert tree(tmp_path) == before  # no event file, no checkpoint, nothing renamed
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_bad_resume_in_its_own_process_has_no_traceback(finished_run, tmp_path):
+    args = make_resume_case("truncated, no fallback", finished_run, tmp_path)
+    result = subprocess.run(
+        [sys.executable, str(REPO / "train.py"), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: no usable checkpoint") and len(result.stderr.splitlines()) == 1
+
+
+def test_resuming_a_finished_run_says_so_and_exits_0(finished_run, capsys):
+    before = tree(finished_run)
+    status, out, err = main_in_process(capsys, "--resume", str(finished_run))
+    assert status == 0 and err == ""
+    assert out.startswith(f"run {finished_run} is already finished: global step 128 of total_timesteps 128")
+    assert tree(finished_run) == before
+
+
+def test_resume_continues_an_unfinished_run_to_its_end(finished_run, tmp_path, capsys):
+    run = unfinished_copy(finished_run, tmp_path / "run")
+    status, out, err = main_in_process(capsys, "--resume", str(run), "--no-progress")
+    assert status == 0, err
+    assert f"run_dir={run} env_steps=128 " in out
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["final.pt", "update_000001.pt", "update_000002.pt"]

@@ -74,6 +74,7 @@ class TrainResult:
     episodes: int
     wall_time: float  # seconds from building the agent to the final checkpoint (SFT included)
     agent: ActorCritic  # the trained network, as saved in the final checkpoint
+    train_time: float  # seconds of the training loop alone (what time/fps divides by)
 
 
 def seed_everything(seed: int) -> None:
@@ -466,7 +467,10 @@ class _Trainer:
             raise TrainingFailed(f"non-finite {exc.what} at update {update}; last good checkpoint: {last}") from None
         finally:
             logger.close()
-        return TrainResult(run_dir, global_step, logger.mean_return, logger.episodes, time.time() - self.started, agent)
+        return TrainResult(
+            run_dir, global_step, logger.mean_return, logger.episodes, time.time() - self.started, agent,
+            train_time=time.time() - logger.start_time,
+        )
 
     def _record_video(self, run_dir: Path, logger: TrainingLogger, update: int, global_step: int) -> None:
         """One evaluation game in its own env (training envs untouched), saved as an MP4 of the

@@ -6,7 +6,7 @@ import gymnasium as gym
 import torch
 
 from agents.actor_critic import ActorCritic
-from agents.checkpoint import CheckpointError, load_checkpoint
+from agents.checkpoint import CheckpointError, load_checkpoint, mismatch_error
 from agents.cnn import CNNActorCritic
 from agents.config import ConfigError, TrainConfig, config_from_dict
 from agents.mlp import MLPActorCritic
@@ -92,7 +92,5 @@ def load_agent(checkpoint_path, device: str | torch.device = "cpu") -> tuple[Act
     try:
         agent.load_state_dict(state["model"])
     except RuntimeError as exc:
-        # torch lists every mismatching tensor on its own line; one line is enough to act on.
-        detail = " ".join(str(exc).split())[:300]
-        raise CheckpointError(f"{checkpoint_path} does not match the network of its config: {detail}") from None
+        raise mismatch_error(checkpoint_path, exc) from None
     return agent.to(device), config

@@ -24,6 +24,13 @@ FINAL_CHECKPOINT = "final.pt"
 UPDATE_CHECKPOINT = re.compile(r"update_(\d+)\.pt")
 
 
+def mismatch_error(checkpoint: Path, exc: Exception) -> "CheckpointError":
+    """A checkpoint whose tensors do not fit the network its config builds, said in one line
+    (torch lists every mismatching tensor on a line of its own)."""
+    detail = " ".join(str(exc).split())[:300]
+    return CheckpointError(f"{checkpoint} does not match the network of its config: {detail}")
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used; reported as one `error:` line."""
 

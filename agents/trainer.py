@@ -32,6 +32,7 @@ from agents.build import build_agent, load_agent, resolve_device, resolve_precis
 from agents.checkpoint import (
     FINAL_CHECKPOINT,
     CheckpointError,
+    mismatch_error,
     prune_checkpoints,
     save_checkpoint,
     update_checkpoint_name,
@@ -217,9 +218,7 @@ class _Trainer:
                 self.reference = frozen_copy(self.agent)
                 self.reference.load_state_dict(state["reference"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            # torch lists every mismatching tensor on its own line; one line is enough to act on.
-            detail = " ".join(str(exc).split())[:300]
-            raise CheckpointError(f"{point.checkpoint} does not match the network of its config: {detail}") from None
+            raise mismatch_error(point.checkpoint, exc) from None
         if state.get("kl_coef") is not None:
             self.kl_coef = float(state["kl_coef"])
             if self.kl_controller is not None:

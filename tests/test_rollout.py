@@ -1,6 +1,5 @@
 """Rollout collection with SAME_STEP autoreset: the bootstrap reads the real final observation."""
 
-import gymnasium as gym
 import torch
 
 import tests.toy_envs  # noqa: F401  (registers tests/Counter-v0: obs = step count, time limit 3)

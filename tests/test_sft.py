@@ -56,7 +56,7 @@ def test_sft_lowers_digit_sort_cross_entropy_and_teaches_the_format() -> None:
     env = make_digit_sort_env(k)
     for seed in range(5):
         obs, _ = env.reset(seed=seed)
-        done, completion = False, []
+        done = False
         while not done:
             action = int(model.act(obs[None], deterministic=True)[0])
             obs, _, terminated, truncated, info = env.step(action)

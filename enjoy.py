@@ -102,28 +102,15 @@ def format_row(index: int, episode: dict) -> str:
 def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any]:
     """(checkpoint path, agent, config) after every check that bad input can fail: the video dir,
     the checkpoint file, its config, its env, its weights. Plays nothing and writes nothing."""
-    from agents.checkpoint import CheckpointError, load_checkpoint
-    from agents.config import ConfigError, config_from_dict
+    from agents.checkpoint import checkpoint_config, load_checkpoint
+    from agents.config import ConfigError
     from agents.evaluation import is_token_env, make_eval_env
     from agents.trainer import load_agent, resolve_device
 
     if args.video_dir is not None:
         check_writable_dir(args.video_dir)
     checkpoint = find_checkpoint(args.path)
-    try:
-        state = load_checkpoint(checkpoint)
-    except CheckpointError:
-        raise
-    except Exception as exc:
-        # torch's weights-only unpickler raises more than load_checkpoint expects on garbage
-        # bytes (IndexError, KeyError, ...); any failure to parse the file means it is corrupt.
-        raise CheckpointError(f"cannot load checkpoint {checkpoint}: {type(exc).__name__}: {exc}") from None
-    if not isinstance(state.get("config"), dict):
-        raise CheckpointError(f"{checkpoint} holds no training config")
-    try:
-        config = config_from_dict(state["config"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{checkpoint} holds an invalid config: {exc}") from None
+    config = checkpoint_config(load_checkpoint(checkpoint), checkpoint)
     if args.video_dir is not None and is_token_env(config.env_id):
         raise EnjoyError(f"{config.env_id} episodes are texts, not videos; drop --video-dir")
     try:

@@ -6,9 +6,9 @@ import gymnasium as gym
 import torch
 
 from agents.actor_critic import ActorCritic
-from agents.checkpoint import CheckpointError, load_checkpoint, mismatch_error
+from agents.checkpoint import checkpoint_config, load_checkpoint, mismatch_error
 from agents.cnn import CNNActorCritic
-from agents.config import ConfigError, TrainConfig, config_from_dict
+from agents.config import ConfigError, TrainConfig
 from agents.mlp import MLPActorCritic
 from agents.transformer import TransformerActorCritic
 from envs.vector import make_single_env
@@ -82,10 +82,7 @@ def resolve_precision(precision: str, agent: ActorCritic, device: torch.device) 
 def load_agent(checkpoint_path, device: str | torch.device = "cpu") -> tuple[ActorCritic, TrainConfig]:
     """Rebuild the agent of a checkpoint (architecture from its saved config) and load its weights."""
     state = load_checkpoint(checkpoint_path, map_location=device)
-    try:
-        config = config_from_dict(state["config"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{checkpoint_path} holds an invalid config: {exc}") from None
+    config = checkpoint_config(state, checkpoint_path)
     env = make_single_env(config.env_id, config.env)
     agent = build_agent(config, env.observation_space, int(env.action_space.n))
     env.close()

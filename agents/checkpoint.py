@@ -14,10 +14,13 @@ import io
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from agents.config import TrainConfig
 
 FORMAT = "agents-checkpoint/2"
 FINAL_CHECKPOINT = "final.pt"
@@ -29,6 +32,18 @@ def mismatch_error(checkpoint: Path, exc: Exception) -> "CheckpointError":
     (torch lists every mismatching tensor on a line of its own)."""
     detail = " ".join(str(exc).split())[:300]
     return CheckpointError(f"{checkpoint} does not match the network of its config: {detail}")
+
+
+def checkpoint_config(state: dict, checkpoint: Path) -> "TrainConfig":
+    """The training config a checkpoint was written with, checked like any config."""
+    from agents.config import ConfigError, config_from_dict  # config imports nothing of ours
+
+    if not isinstance(state.get("config"), dict):
+        raise CheckpointError(f"{checkpoint} holds no training config")
+    try:
+        return config_from_dict(state["config"])
+    except ConfigError as exc:
+        raise CheckpointError(f"{checkpoint} holds an invalid config: {exc}") from None
 
 
 class CheckpointError(ValueError):

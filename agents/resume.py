@@ -20,6 +20,7 @@ import torch
 from agents.checkpoint import (
     FINAL_CHECKPOINT,
     CheckpointError,
+    checkpoint_config,
     load_checkpoint,
     update_checkpoints,
 )
@@ -75,9 +76,9 @@ def _candidates(checkpoint_dir: Path) -> list[Path]:
     return ([final] if final.is_file() else []) + paths
 
 
-def _normalised(config_dict: dict) -> dict:
-    """Flat dotted view of a config with defaults filled in, run_dir left out (a run dir may move)."""
-    flat = flatten_dict(config_to_dict(config_from_dict(config_dict)))
+def _normalised(config: TrainConfig) -> dict:
+    """Flat dotted view of a config, run_dir left out (a run dir may move)."""
+    flat = flatten_dict(config_to_dict(config))
     flat.pop("run_dir", None)
     return flat
 
@@ -85,13 +86,8 @@ def _normalised(config_dict: dict) -> dict:
 def check_same_run(state: dict, config: TrainConfig, checkpoint: Path, config_path: Path) -> None:
     """Refuse a checkpoint written with another config (other env, network, algorithm...) than
     the run's config.yaml: resuming continues one run unchanged."""
-    if not isinstance(state.get("config"), dict):
-        raise CheckpointError(f"{checkpoint} holds no training config")
-    try:
-        saved = _normalised(state["config"])
-    except ConfigError as exc:
-        raise CheckpointError(f"{checkpoint} holds an invalid config: {exc}") from None
-    current = _normalised(config_to_dict(config))
+    saved = _normalised(checkpoint_config(state, checkpoint))
+    current = _normalised(config)
     for key in sorted(set(saved) | set(current)):
         if saved.get(key) != current.get(key):
             raise CheckpointError(

@@ -52,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
         from agents.trainer import train
 
         try:
+            if config is not None and config.pipeline.enabled:
+                from agents.rlhf_pipeline import run_pipeline
+
+                run_pipeline(config, config.pipeline, Path(args.config).stem, progress=not args.no_progress)
+                return 0
             if config is not None:
                 result = train(config, config_name=Path(args.config).stem, progress=not args.no_progress)
             else:

@@ -116,6 +116,29 @@ class RLHFConfig:
     sft_batch_size: int = 64  # demonstrations per SFT step
     group_size: int = 8  # GRPO: completions sampled per prompt (env.num_envs must be a multiple)
     sample_interval: int = 10  # log a few sampled completions as text every N updates
+    init_checkpoint: Optional[str] = None  # start the policy (and π_ref) from this checkpoint's model instead of SFT
+    ptx_coef: float = 0.0  # γ_ptx of PPO-ptx: −γ_ptx·LL of a corpus batch added to each minibatch loss; 0: off
+    ptx_batch_size: int = 32  # corpus sentences per ptx batch
+    ptx_corpus: Optional[str] = None  # corpus.json (train split) of the RLHF pipeline's corpus stage
+
+
+@dataclass
+class PipelineConfig:
+    """The offline RLHF pipeline (agents/rlhf_pipeline.py); SFT reads rlhf.sft_*, PPO the usual sections."""
+
+    enabled: bool = False  # run the pipeline stages (corpus → SFT → reward model → PPO-ptx → eval) instead of one run
+    corpus_size: int = 3000  # distinct corpus sentences (train + held out)
+    held_out_fraction: float = 0.1  # share of corpus sentences held out (SFT held-out cross-entropy)
+    eval_prompt_fraction: float = 0.2  # share of prompts (per prompt kind, at least one) kept for evaluation
+    rm_pairs: int = 2000  # preference pairs sampled on training prompts (ties are dropped)
+    rm_held_out_pairs: int = 400  # pairs sampled on evaluation prompts, for the held-out accuracy
+    rm_steps: int = 400  # Bradley–Terry Adam steps
+    rm_batch_size: int = 64  # pairs per reward-model step
+    rm_learning_rate: float = 3e-4  # reward-model Adam step size
+    label_noise: float = 0.0  # probability that a training label is flipped (noisy labeller)
+    ptx_coef: float = 0.5  # γ_ptx of PPO-ptx; 0: plain PPO against the reward model
+    ptx_batch_size: int = 32  # corpus sentences per ptx term (one batch per PPO minibatch)
+    eval_samples_per_prompt: int = 32  # completions sampled per evaluation prompt and policy
 
 
 @dataclass
@@ -137,6 +160,7 @@ class TrainConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     rlhf: RLHFConfig = field(default_factory=RLHFConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
     @property
     def batch_size(self) -> int:
@@ -303,6 +327,18 @@ def validate(config: TrainConfig) -> None:
     require(rlhf.sft_learning_rate > 0, "rlhf.sft_learning_rate must be > 0")
     require(rlhf.sft_batch_size > 0, "rlhf.sft_batch_size must be > 0")
     require(rlhf.sample_interval > 0, "rlhf.sample_interval must be > 0")
+    require(rlhf.ptx_coef >= 0, "rlhf.ptx_coef must be >= 0")
+    require(rlhf.ptx_batch_size > 0, "rlhf.ptx_batch_size must be > 0")
+    require(rlhf.ptx_coef == 0 or rlhf.ptx_corpus is not None, "rlhf.ptx_coef > 0 needs rlhf.ptx_corpus")
+    pipe = config.pipeline
+    require(pipe.corpus_size >= 2, "pipeline.corpus_size must be >= 2")
+    require(0 < pipe.held_out_fraction < 1, "pipeline.held_out_fraction must be in (0, 1)")
+    require(0 < pipe.eval_prompt_fraction < 1, "pipeline.eval_prompt_fraction must be in (0, 1)")
+    require(min(pipe.rm_pairs, pipe.rm_held_out_pairs, pipe.rm_steps, pipe.rm_batch_size) > 0, "pipeline.rm_* counts must be > 0")
+    require(pipe.rm_learning_rate > 0, "pipeline.rm_learning_rate must be > 0")
+    require(0 <= pipe.label_noise < 0.5, "pipeline.label_noise must be in [0, 0.5)")
+    require(pipe.ptx_coef >= 0 and pipe.ptx_batch_size > 0, "pipeline.ptx_coef must be >= 0, ptx_batch_size > 0")
+    require(pipe.eval_samples_per_prompt > 0, "pipeline.eval_samples_per_prompt must be > 0")
     require(rlhf.group_size > 1, "rlhf.group_size must be > 1 (advantages compare completions of a group)")
     if config.algo == "grpo":
         require(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -134,6 +135,7 @@ def ppo_update(
     kl_coef: float | None,
     generator: torch.Generator,
     ref_kl_coef: float = 0.0,
+    extra_loss: Callable[[], torch.Tensor] | None = None,
 ) -> dict[str, float]:
     """Several epochs of shuffled minibatch gradient steps on one rollout batch.
 
@@ -142,7 +144,9 @@ def ppo_update(
     sample: minibatches are then made of whole episodes, so a sequence model evaluates each
     sequence once). Every sample is visited once per epoch; advantages are normalised per
     minibatch; the global gradient norm is clipped; with `target_kl`, the epochs stop early once
-    the approximate KL passes it. Returns the mean of each logged quantity over the minibatches.
+    the approximate KL passes it. `extra_loss`, if given, is called once per minibatch and its
+    value added to that minibatch's loss before the backward pass (PPO-ptx: agents/ptx.py); its
+    mean is returned as "extra_loss". Returns the mean of each logged quantity over the minibatches.
     """
     sums: dict[str, float] = {}
     count = 0
@@ -169,8 +173,13 @@ def ppo_update(
                 ref_logp=batch["ref_logp"][idx] if "ref_logp" in batch else None,
                 ref_kl_coef=ref_kl_coef,
             )
+            loss = terms.loss
+            if extra_loss is not None:
+                extra = extra_loss()
+                loss = loss + extra
+                sums["extra_loss"] = sums.get("extra_loss", 0.0) + extra.item()
             optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
+            loss.backward()
             nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
             optimizer.step()
 

@@ -32,6 +32,7 @@ from agents.build import build_agent, load_agent, resolve_device, resolve_precis
 from agents.checkpoint import (
     FINAL_CHECKPOINT,
     CheckpointError,
+    load_checkpoint,
     mismatch_error,
     prune_checkpoints,
     save_checkpoint,
@@ -55,6 +56,7 @@ from agents.faults import (
 from agents.grpo import collect_groups
 from agents.logger import TrainingLogger
 from agents.ppo import AdaptiveKLCoefficient, ppo_update
+from agents.ptx import ptx_term_from_corpus_file
 from agents.resume import CHECKPOINT_DIR, ResumePoint, capture_rng, env_reset_seed, restore_rng
 from agents.rlhf import AdaptiveKLController, frozen_copy, kl_penalised_rewards, reference_logp
 from agents.rollout import collect_rollout, obs_to_tensor
@@ -169,6 +171,12 @@ class _Trainer:
         # Adam's moments start at the first step: creating it before the SFT stage changes nothing.
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps)
         self.finite_checks = FiniteChecks(self.agent, self.optimizer)
+        # PPO-ptx: −γ_ptx·LL of a corpus batch joins every minibatch loss (agents/ptx.py).
+        self.ptx = (
+            ptx_term_from_corpus_file(self.agent, rlhf.ptx_corpus, rlhf.ptx_coef, rlhf.ptx_batch_size, config.seed)
+            if rlhf.ptx_coef > 0 else None
+        )
+        self.gold_scores: list[float] = []  # gold judge scores of finished episodes (reward-model envs)
         self.minibatch_rng = torch.Generator().manual_seed(config.seed)
         self.prompt_rng = np.random.default_rng(config.seed)
         self.texts: list[str] = []
@@ -193,6 +201,9 @@ class _Trainer:
     def _warm_start(self, logger: TrainingLogger) -> None:
         """SFT stage (cross-entropy on task demonstrations), then freeze π_ref = the SFT policy."""
         rlhf = self.config.rlhf
+        if rlhf.init_checkpoint:  # e.g. the RLHF pipeline's SFT stage
+            self.agent.load_state_dict(load_checkpoint(Path(rlhf.init_checkpoint), self.device)["model"])
+            self.agent.reset_cache()
         if rlhf.sft_steps > 0:
             env = make_single_env(self.config.env_id, self.config.env)
             task = env.unwrapped.task
@@ -309,6 +320,8 @@ class _Trainer:
         def record(infos: dict) -> None:
             logger.add_episodes(finished_episodes(infos))
             final = infos.get("final_info", {})
+            if "gold_score" in final:
+                self.gold_scores += [float(final["gold_score"][i]) for i in np.flatnonzero(final["_gold_score"])]
             if "text" in final:
                 self.texts += [f"{final['prompt_text'][i]} → {final['text'][i]}" for i in np.flatnonzero(final["_text"])]
             if stop.requested:  # a safe point: the networks have not changed since the last update
@@ -424,6 +437,7 @@ class _Trainer:
                     self.penalty.value if self.penalty is not None else None,
                     self.minibatch_rng,
                     ref_kl_coef=ref_kl_coef,
+                    extra_loss=self.ptx,
                 )
                 self.finite_checks.check_update(metrics)
                 log = {
@@ -438,6 +452,12 @@ class _Trainer:
                     "train/explained_variance": metrics["explained_variance"],
                     "train/epochs_run": metrics["epochs_run"],
                 }
+                if self.ptx is not None:
+                    log["train/ptx_loss"] = metrics["extra_loss"]
+                    log["train/ptx_log_likelihood"] = self.ptx.last_log_likelihood
+                if self.gold_scores:
+                    log["rlhf/gold_score"] = float(np.mean(self.gold_scores))
+                    self.gold_scores = []
                 if self.penalty is not None:
                     log["train/kl_coef"] = self.penalty.value
                     self.penalty.update(metrics["approx_kl"])

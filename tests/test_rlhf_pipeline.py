@@ -38,13 +38,7 @@ from envs.token_generation import TokenGenerationEnv
 from envs.token_tasks import EOS_ID, PAD_ID, SentimentTask
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The machines are shared: two threads fighting other processes make tiny forwards ~30× slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 @pytest.fixture(scope="module")

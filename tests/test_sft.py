@@ -14,13 +14,7 @@ from envs.token_generation import make_digit_sort_env
 from envs.token_tasks import EOS_ID, DigitSortTask, SentimentTask
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The machines are shared: two threads fighting other processes make tiny forwards ~30× slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def test_loss_mask_covers_the_completion_and_eos_only() -> None:

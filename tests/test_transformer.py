@@ -14,13 +14,7 @@ VOCAB, MAX_LEN, PAD = 17, 12, 0
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    # The machines are shared: two threads fighting other processes make tiny forwards ~30× slower.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
 
 def make_model(seed: int = 0) -> TransformerActorCritic:

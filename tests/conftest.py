@@ -1,0 +1,14 @@
+"""Fixtures shared by several test modules."""
+
+import pytest
+import torch
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run a test on one torch thread: the machines are shared, and two threads fighting other
+    processes made tiny transformer forwards ~30× slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -105,7 +105,7 @@ def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any]:
     from agents.checkpoint import checkpoint_config, load_checkpoint
     from agents.config import ConfigError
     from agents.evaluation import is_token_env, make_eval_env
-    from agents.trainer import load_agent, resolve_device
+    from agents.build import load_agent, resolve_device
 
     if args.video_dir is not None:
         check_writable_dir(args.video_dir)

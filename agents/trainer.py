@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from agents.actor_critic import ActorCritic
-from agents.build import build_agent, load_agent, resolve_device, resolve_precision  # noqa: F401 (re-export)
+from agents.build import build_agent, resolve_device, resolve_precision
 from agents.checkpoint import (
     FINAL_CHECKPOINT,
     CheckpointError,

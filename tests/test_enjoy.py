@@ -17,7 +17,7 @@ import torch
 
 import enjoy
 from agents.checkpoint import load_checkpoint, save_checkpoint
-from agents.trainer import load_agent
+from agents.build import load_agent
 from tests.reference_play import reference_play
 from tests.tiny_runs import tiny_run
 

@@ -21,7 +21,7 @@ from agents.evaluation import (
     play_episodes,
     record_video_clip,
 )
-from agents.trainer import load_agent
+from agents.build import load_agent
 from agents.transformer import TransformerActorCritic
 from agents.video import log_video
 from envs.atari_wrappers import ClipRewardWrapper, EpisodicLifeWrapper

@@ -23,16 +23,7 @@ from typing import Any, Sequence
 import numpy as np
 
 # The grammar's closed word lists live in token_tasks (private there); imported, not copied.
-from envs.token_tasks import (
-    _ARTICLE_PROMPTS,
-    _BOOSTERS,
-    _COPULA_PROMPTS,
-    _PUNCTUATION,
-    _SUBJECT_PROMPTS,
-    EOS_ID,
-    PAD_ID,
-    SentimentTask,
-)
+from envs.token_tasks import _BOOSTERS, _PUNCTUATION, EOS_ID, PAD_ID, PROMPT_KINDS, SentimentTask
 
 # One template slot: the token ids allowed there, and whether the slot may be skipped.
 Slot = tuple[frozenset[int], bool]
@@ -118,9 +109,9 @@ class SentimentGrammar:
             "article": [[(ids(task.superlatives) | adjective[0], False), noun]],
         }
         self.punctuation: Slot = (ids(_PUNCTUATION), True)
-        kinds = {p: "copula" for p in _COPULA_PROMPTS} | {p: "subject" for p in _SUBJECT_PROMPTS}
-        kinds |= {p: "article" for p in _ARTICLE_PROMPTS}
-        self.prompts: list[tuple[list[int], str]] = [(task.encode(p), kind) for p, kind in kinds.items()]
+        self.prompts: list[tuple[list[int], str]] = [
+            (list(prompt), kind) for kind in PROMPT_KINDS for prompt in task.prompts_by_kind[kind]
+        ]
 
     @staticmethod
     def _matches(slots: Sequence[Slot], tokens: Sequence[int]) -> bool:
@@ -197,7 +188,7 @@ def split_prompts(
     grammar = SentimentGrammar(task)
     train: list[list[int]] = []
     held_out: list[list[int]] = []
-    for kind in ("copula", "subject", "article"):
+    for kind in PROMPT_KINDS:
         prompts = [p for p, k in grammar.prompts if k == kind]
         order = rng.permutation(len(prompts))
         n_eval = min(len(prompts) - 1, max(1, round(eval_fraction * len(prompts))))

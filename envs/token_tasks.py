@@ -184,13 +184,17 @@ _BOOSTERS = "very really so quite extremely totally incredibly absolutely".split
 _PUNCTUATION = [".", "!"]
 
 # Sentence starts, grouped by what grammatically follows them (see `SentimentTask.demonstration`).
-_COPULA_PROMPTS = [
-    "the movie was", "the film was", "the food is", "this book is", "the service was",
-    "the ending was", "my day was", "the weather is", "the hotel was", "the acting was",
-    "the music is", "our trip was", "the game was", "the show is",
+# Copula prompts are "the <noun> was" / "the <noun> is" for every neutral noun (built in
+# SentimentTask), plus these few: many prompts, so that an RL policy has to learn what a positive
+# continuation is, not one per prompt (held-out prompts then test that it generalised).
+_COPULA_VERBS = ["was", "is"]
+_EXTRA_COPULA_PROMPTS = ["this book is", "my day was", "our trip was", "this place is"]
+_SUBJECT_PROMPTS = [
+    "i", "we", "they", "everyone", "my family", "my parents", "the kids", "the guests", "my brother", "my sister",
+    "the actor", "the teacher", "the staff", "the team", "the cast", "the audience",
 ]
-_SUBJECT_PROMPTS = ["i", "we", "they", "my family", "the audience", "the guests"]
-_ARTICLE_PROMPTS = ["it was the", "this is the", "that was the"]
+_ARTICLE_PROMPTS = [f"{subject} {verb} the" for subject in ("it", "this", "that", "he", "she") for verb in _COPULA_VERBS]
+PROMPT_KINDS = ("copula", "subject", "article")
 
 # |valence| below this is too weak to call a word positive or negative; such words are dropped.
 _MIN_VALENCE = 1.0
@@ -258,20 +262,29 @@ class SentimentTask(_TaskBase):
             *self.nouns.values(),
             *self.verbs.values(),
             # Prompt words not listed above ("family"); prompts are checked to be neutral in tests.
-            " ".join(_COPULA_PROMPTS + _SUBJECT_PROMPTS + _ARTICLE_PROMPTS).split(),
+            " ".join(_EXTRA_COPULA_PROMPTS + _SUBJECT_PROMPTS + _ARTICLE_PROMPTS).split(),
         ):
             words += [w for w in group if w not in words]
         super().__init__(WordTokenizer(words))
-        self.prompts = [self.encode(p) for p in _COPULA_PROMPTS + _SUBJECT_PROMPTS + _ARTICLE_PROMPTS]
-        self._prompt_kind = (
-            ["copula"] * len(_COPULA_PROMPTS) + ["subject"] * len(_SUBJECT_PROMPTS) + ["article"] * len(_ARTICLE_PROMPTS)
-        )
+        copula = [f"the {noun} {verb}" for noun in self.nouns["neutral"] for verb in _COPULA_VERBS]
+        texts = {"copula": copula + _EXTRA_COPULA_PROMPTS, "subject": _SUBJECT_PROMPTS, "article": _ARTICLE_PROMPTS}
+        # prompt_texts[kind]: the sentence starts after which a completion of that kind follows.
+        self.prompt_texts: dict[str, list[str]] = {kind: list(texts[kind]) for kind in PROMPT_KINDS}
+        self.prompts_by_kind = {kind: [self.encode(t) for t in self.prompt_texts[kind]] for kind in PROMPT_KINDS}
+        self.prompts = [p for kind in PROMPT_KINDS for p in self.prompts_by_kind[kind]]
         self.max_prompt_len = max(len(p) for p in self.prompts)
         self.max_completion_len = 9  # longest demonstration completion, without EOS
         self.max_demonstration_len = self.max_prompt_len + self.max_completion_len + 1
 
+    def _sample_kind_and_prompt(self, rng: np.random.Generator) -> tuple[str, list[int]]:
+        """A prompt kind uniformly, then a prompt of that kind: the three sentence shapes stay
+        equally common however many prompts each kind has."""
+        kind = PROMPT_KINDS[int(rng.integers(len(PROMPT_KINDS)))]
+        prompts = self.prompts_by_kind[kind]
+        return kind, list(prompts[int(rng.integers(len(prompts)))])
+
     def sample_prompt(self, rng: np.random.Generator) -> list[int]:
-        return list(self.prompts[int(rng.integers(len(self.prompts)))])
+        return self._sample_kind_and_prompt(rng)[1]
 
     def score(self, prompt: Sequence[int], completion: Sequence[int]) -> float:
         return float(vader_analyzer().polarity_scores(self.decode([*prompt, *completion]))["compound"])
@@ -322,7 +335,7 @@ class SentimentTask(_TaskBase):
         return words
 
     def demonstration(self, rng: np.random.Generator) -> list[int]:
-        index = int(rng.integers(len(self.prompts)))
-        completion = self.encode(" ".join(self._completion(self._prompt_kind[index], rng)))
+        kind, prompt = self._sample_kind_and_prompt(rng)
+        completion = self.encode(" ".join(self._completion(kind, rng)))
         assert len(completion) <= self.max_completion_len
-        return [*self.prompts[index], *completion, self.eos_id]
+        return [*prompt, *completion, self.eos_id]

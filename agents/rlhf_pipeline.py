@@ -29,6 +29,7 @@ import json
 import math
 import os
 import shutil
+import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -44,7 +45,9 @@ from agents.resume import CHECKPOINT_DIR
 from agents.reward_model import RewardModel, label_pairs, pairwise_accuracy, rm_tokens, train_reward_model
 from agents.sft import completion_cross_entropy, demonstration_batch, sft_train
 from agents.transformer import TransformerActorCritic
-from envs.sentiment_corpus import CorpusTask, SentimentCorpus, SentimentGrammar, build_corpus, split_prompts
+from envs.sentiment_corpus import (
+    CorpusTask, SentimentCorpus, SentimentGrammar, build_corpus, grammar_accepts, split_prompts,
+)
 from envs.token_generation import TokenGenerationEnv
 from envs.token_tasks import EOS_ID, PAD_ID, SentimentTask
 from envs.vector import make_single_env
@@ -79,7 +82,7 @@ def run_stage(
 
     Done: its `done` marker exists. The marker is written last and atomically (temp file +
     rename), holding `work`'s JSON summary, so a crash anywhere inside `work` leaves no marker
-    and the next run redoes the stage. Fresh (the rule of make): the marker is not older than the
+    and the next run redoes the stage; the summary gains the stage's wall time, wall_time_s. Fresh (the rule of make): the marker is not older than the
     marker of any finished `upstream` stage, so e.g. an evaluation done before the PPO stage
     existed is redone once PPO has finished. Without `keep_partial` the directory is emptied
     before `work` runs, so no half-written file of a crashed attempt is mistaken for an output
@@ -98,7 +101,8 @@ def run_stage(
     if directory.exists() and not keep_partial:
         shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    summary = work(directory)
+    started = time.perf_counter()
+    summary = {**work(directory), "wall_time_s": time.perf_counter() - started}
     tmp = marker.with_name(DONE_MARKER + ".tmp")
     tmp.write_text(json.dumps(summary, indent=2, sort_keys=True))
     os.replace(tmp, marker)
@@ -194,7 +198,8 @@ class RewardModelEnv(gym.Wrapper):
     """Replaces the task's score in the final reward by the reward model's r_θ(prompt, completion).
 
     Final reward = r_θ + (env reward − gold score), i.e. the env's no-EOS penalty is kept. The
-    gold score (VADER, the task's own) goes to info["gold_score"], r_θ to info["rm_score"]. With
+    gold score (VADER, the task's own) goes to info["gold_score"], r_θ to info["rm_score"], and
+    1.0 / 0.0 to info["grammatical"] as the grammar accepts / rejects the sentence (fluency). With
     `prompts`, episodes draw their prompt from that list (seeded by reset(seed)), which keeps the
     evaluation prompts out of training.
     """
@@ -220,7 +225,7 @@ class RewardModelEnv(gym.Wrapper):
             with torch.inference_mode():
                 rm_score = float(self.reward_model.score(rm_tokens([obs], self.reward_model.max_len))[0])
             reward = rm_score + (reward - info["score"])
-            info = {**info, "gold_score": info["score"], "rm_score": rm_score}
+            info = {**info, "gold_score": info["score"], "rm_score": rm_score, "grammatical": float(grammar_accepts(obs))}
         return obs, reward, terminated, truncated, info
 
 

@@ -67,6 +67,9 @@ from agents.video import log_video
 from envs.vector import finished_episodes, make_single_env, make_vector_env
 
 SAMPLES_SHOWN = 4  # completions written to TensorBoard's text tab each sample_interval
+# info keys a reward-model env sets on an episode's last step → the scalar of their mean per update:
+# the gold judge's score (what the reward model stands in for) and whether the grammar accepts the text.
+JUDGED_INFO = {"gold_score": "rlhf/gold_score", "grammatical": "rlhf/fluency"}
 
 
 @dataclass
@@ -176,7 +179,8 @@ class _Trainer:
             ptx_term_from_corpus_file(self.agent, rlhf.ptx_corpus, rlhf.ptx_coef, rlhf.ptx_batch_size, config.seed)
             if rlhf.ptx_coef > 0 else None
         )
-        self.gold_scores: list[float] = []  # gold judge scores of finished episodes (reward-model envs)
+        # Per-episode judge values of finished episodes (reward-model envs), averaged per update.
+        self.judged: dict[str, list[float]] = {key: [] for key in JUDGED_INFO}
         self.minibatch_rng = torch.Generator().manual_seed(config.seed)
         self.prompt_rng = np.random.default_rng(config.seed)
         self.texts: list[str] = []
@@ -320,8 +324,9 @@ class _Trainer:
         def record(infos: dict) -> None:
             logger.add_episodes(finished_episodes(infos))
             final = infos.get("final_info", {})
-            if "gold_score" in final:
-                self.gold_scores += [float(final["gold_score"][i]) for i in np.flatnonzero(final["_gold_score"])]
+            for key, values in self.judged.items():
+                if key in final:
+                    values += [float(final[key][i]) for i in np.flatnonzero(final[f"_{key}"])]
             if "text" in final:
                 self.texts += [f"{final['prompt_text'][i]} → {final['text'][i]}" for i in np.flatnonzero(final["_text"])]
             if stop.requested:  # a safe point: the networks have not changed since the last update
@@ -455,9 +460,10 @@ class _Trainer:
                 if self.ptx is not None:
                     log["train/ptx_loss"] = metrics["extra_loss"]
                     log["train/ptx_log_likelihood"] = self.ptx.last_log_likelihood
-                if self.gold_scores:
-                    log["rlhf/gold_score"] = float(np.mean(self.gold_scores))
-                    self.gold_scores = []
+                for key, values in self.judged.items():
+                    if values:
+                        log[JUDGED_INFO[key]] = float(np.mean(values))
+                        values.clear()
                 if self.penalty is not None:
                     log["train/kl_coef"] = self.penalty.value
                     self.penalty.update(metrics["approx_kl"])

@@ -97,9 +97,10 @@ def test_a_finished_stage_is_skipped_and_an_unfinished_one_reruns(tmp_path) -> N
         (directory / "output.txt").write_text("result")
         return {"value": len(calls)}
 
-    assert run_stage(tmp_path, "a", work) == {"value": 1}
+    first = run_stage(tmp_path, "a", work)
+    assert first["value"] == 1 and first["wall_time_s"] >= 0
     assert (stage_dir(tmp_path, "a") / DONE_MARKER).is_file()
-    assert run_stage(tmp_path, "a", work) == {"value": 1}  # done: skipped, its summary returned
+    assert run_stage(tmp_path, "a", work) == first  # done: skipped, its summary returned
     assert calls == ["a"]
 
     # A crashed attempt: outputs but no marker. The stage reruns in an emptied directory.
@@ -113,7 +114,7 @@ def test_a_finished_stage_is_skipped_and_an_unfinished_one_reruns(tmp_path) -> N
     with pytest.raises(RuntimeError):
         run_stage(tmp_path, "b", crash)
     assert not (crashed / DONE_MARKER).exists()
-    assert run_stage(tmp_path, "b", work) == {"value": 2}
+    assert run_stage(tmp_path, "b", work)["value"] == 2
     assert not (crashed / "half_written.tmp").exists()
     assert calls == ["a", "b"]
 
@@ -230,6 +231,11 @@ def test_reward_model_env_replaces_the_final_reward_and_reports_the_gold_score(t
     assert info["rm_score"] == pytest.approx(expected)
     assert info["gold_score"] == pytest.approx(task.score(prompt, good + task.encode("joy"))) and info["gold_score"] > 0.5
     assert reward == pytest.approx(expected - 0.5)
+    assert info["grammatical"] == 1.0  # "i loved the joy": VERB the NOUN
+    wrapped.reset(seed=1)
+    for token in task.encode("the the the"):
+        info = wrapped.step(token)[4]
+    assert info["grammatical"] == 0.0
 
 
 # ------------------------------------------------------------------------------ end to end

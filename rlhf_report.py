@@ -1,0 +1,154 @@
+"""Compare finished RLHF pipeline runs (configs/rlhf_sentiment*.yaml) in one table and two plots:
+
+    python rlhf_report.py RUN_DIR [RUN_DIR ...] --out DIR [--labels main no_kl ...]
+
+Writes into DIR:
+  table.md                the held-out evaluation of every run (SFT row once, then each run's PPO
+                          policy): gold reward, reward-model score, KL to SFT, fluency and its
+                          share of the SFT model's, SFT perplexity; plus the reward model's
+                          held-out pair accuracy and each stage's wall time
+  overoptimisation.png    during PPO, per run against env steps: the reward-model score the
+                          policy is trained on, the gold reward it stands in for, the fluency
+                          (share of grammatical completions) and the KL to SFT per completion
+  gold_histogram.png      the gold reward of SFT samples against PPO samples of the first run on
+                          the evaluation prompts (mean-seeking SFT spreads over modes, RL
+                          concentrates)
+The first run's SFT row stands for all: runs of the same seed share corpus, SFT and reward model.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agents.cli import ArgumentParser
+from plot import PlotError, read_run
+
+# (TensorBoard tag of the PPO stage, panel title) of the over-optimisation figure.
+PANELS = (
+    ("rollout/ep_rew_mean", "reward-model score (what PPO maximises)"),
+    ("rlhf/gold_score", "gold reward (VADER compound)"),
+    ("rlhf/fluency", "fluency (share the grammar accepts)"),
+    ("rlhf/kl", "KL(π ‖ π_SFT) per completion (nats)"),
+)
+PPO_RUN = Path("stages") / "ppo" / "run"
+
+
+def read_stage(run_dir: Path, stage: str) -> dict[str, Any]:
+    marker = run_dir / "stages" / stage / "done"
+    if not marker.is_file():
+        raise PlotError(f"{run_dir} has not finished its {stage} stage (no {marker})")
+    return json.loads(marker.read_text())
+
+
+def read_evaluation(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The eval stage's per-policy metrics, with every sample's gold reward."""
+    read_stage(run_dir, "eval")
+    results = json.loads((run_dir / "stages" / "eval" / "eval.json").read_text())
+    if "ppo" not in results:
+        raise PlotError(f"{run_dir}: the evaluation has no PPO policy (did the PPO stage finish?)")
+    return results
+
+
+def table(run_dirs: list[Path], labels: list[str]) -> str:
+    evaluations = [read_evaluation(r) for r in run_dirs]
+    sft = evaluations[0]["sft"]
+    header = (
+        "| policy | gold reward | RM score | KL to SFT (nats) | fluency | fluency ÷ SFT's | SFT perplexity "
+        "| RM held-out accuracy | PPO wall time (s) | pipeline wall time (s) |"
+    )
+    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+
+    def row(name: str, metrics: dict[str, Any], run_dir: Path | None) -> str:
+        cells = [
+            name, f"{metrics['gold_reward']:.3f}", f"{metrics['rm_score']:.2f}", f"{metrics['kl_to_sft']:.2f}",
+            f"{metrics['fluency']:.3f}", f"{metrics['fluency'] / sft['fluency']:.2f}" if sft["fluency"] > 0 else "n/a", f"{metrics['sft_perplexity']:.2f}",
+        ]
+        if run_dir is None:
+            cells += ["", "", ""]
+        else:
+            stages = {s: read_stage(run_dir, s) for s in ("corpus", "sft", "reward_model", "ppo", "eval")}
+            cells += [
+                f"{stages['reward_model']['held_out_accuracy']:.3f}",
+                f"{stages['ppo'].get('wall_time_s', float('nan')):.0f}",
+                f"{sum(s.get('wall_time_s', float('nan')) for s in stages.values()):.0f}",
+            ]
+        return "| " + " | ".join(cells) + " |"
+
+    lines.append(row("SFT", sft, None))
+    lines += [row(f"PPO {label}", e["ppo"], r) for label, e, r in zip(labels, evaluations, run_dirs)]
+    return "\n".join(lines) + "\n"
+
+
+def plot_overoptimisation(run_dirs: list[Path], labels: list[str], output: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.8), constrained_layout=True)
+    for axis, (tag, title) in zip(axes, PANELS):
+        for run_dir, label in zip(run_dirs, labels):
+            run = read_run(run_dir / PPO_RUN, tag)
+            axis.plot(run.steps, run.values, label=label)
+        axis.set_title(title, fontsize=10)
+        axis.set_xlabel("env steps (tokens)")
+        axis.grid(alpha=0.3)
+    axes[0].legend()
+    figure.savefig(output, dpi=110)
+    plt.close(figure)
+
+
+def plot_gold_histogram(run_dir: Path, label: str, output: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    results = read_evaluation(run_dir)
+    bins = np.linspace(-1.0, 1.0, 41)
+    figure, axis = plt.subplots(figsize=(7, 4), constrained_layout=True)
+    for name, color in (("sft", "tab:gray"), ("ppo", "tab:blue")):
+        gold = np.array(results[name]["gold_rewards"])
+        axis.hist(gold, bins=bins, alpha=0.6, color=color, label=f"{name.upper()} {label if name == 'ppo' else ''} "
+                  f"(mean {gold.mean():.2f}, std {gold.std():.2f}, n={len(gold)})".replace("  ", " "))
+    axis.set_xlabel("gold reward of a sample (VADER compound)")
+    axis.set_ylabel("samples")
+    axis.set_title("held-out prompts: SFT samples spread over modes, RL samples concentrate", fontsize=10)
+    axis.legend()
+    figure.savefig(output, dpi=110)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="pipeline run dirs (the first is the main run)")
+    parser.add_argument("--out", type=Path, required=True, help="directory for table.md and the PNGs")
+    parser.add_argument("--labels", nargs="+", help="one name per run (default: the run dirs' names)")
+    args = parser.parse_args(argv)
+    labels = args.labels or [r.name for r in args.runs]
+    try:
+        if len(labels) != len(args.runs):
+            raise PlotError(f"{len(labels)} labels for {len(args.runs)} runs")
+        if args.out.exists() and not args.out.is_dir():
+            raise PlotError(f"--out {args.out} is not a directory")
+        for run_dir in args.runs:  # everything is read and checked before anything is written
+            read_evaluation(run_dir)
+            for tag, _ in PANELS:
+                read_run(run_dir / PPO_RUN, tag)
+        import matplotlib
+
+        matplotlib.use("Agg")
+        args.out.mkdir(parents=True, exist_ok=True)
+        text = table(args.runs, labels)
+        (args.out / "table.md").write_text(text)
+        plot_overoptimisation(args.runs, labels, args.out / "overoptimisation.png")
+        plot_gold_histogram(args.runs[0], labels[0], args.out / "gold_histogram.png")
+    except (PlotError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    print(f"wrote {args.out / 'table.md'}, overoptimisation.png and gold_histogram.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""The whole RLHF pipeline at toy size (every stage, PPO-ptx included) and rlhf_report.py on it."""
+
+import json
+
+import matplotlib.image
+import pytest
+
+import rlhf_report
+from agents.config import PipelineConfig, load_config
+from agents.rlhf_pipeline import run_pipeline
+
+TINY = ["rlhf.sft_steps=40", "network.d_model=32", "network.n_layers=1", "total_timesteps=1024", "ppo.num_steps=16"]
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("rlhf") / "run"
+    config = load_config("configs/rlhf_sentiment.yaml", [f"run_dir={run_dir}", *TINY])
+    pipeline = PipelineConfig(
+        enabled=True, corpus_size=200, rm_pairs=64, rm_held_out_pairs=32, rm_steps=10, rm_batch_size=16,
+        eval_samples_per_prompt=2, ptx_coef=0.5, ptx_batch_size=8,
+    )
+    summaries = run_pipeline(config, pipeline, progress=False)
+    return run_dir, summaries
+
+
+def test_every_stage_runs_and_ppo_logs_the_judged_scalars(pipeline_run):
+    run_dir, summaries = pipeline_run
+    assert summaries["ppo"]["global_step"] >= 1024
+    assert set(summaries["eval"]) >= {"sft", "ppo", "table"}
+    assert all(summaries[s]["wall_time_s"] > 0 for s in ("corpus", "sft", "reward_model", "ppo", "eval"))
+    for tag, _ in rlhf_report.PANELS:  # what the over-optimisation plot reads
+        run = rlhf_report.read_run(run_dir / rlhf_report.PPO_RUN, tag)
+        assert len(run.values) >= 2
+    fluency = rlhf_report.read_run(run_dir / rlhf_report.PPO_RUN, "rlhf/fluency").values
+    assert ((0 <= fluency) & (fluency <= 1)).all()
+
+
+def test_report_writes_the_table_and_both_plots(pipeline_run, tmp_path, capsys):
+    run_dir, summaries = pipeline_run
+    out = tmp_path / "report"
+    assert rlhf_report.main([str(run_dir), str(run_dir), "--labels", "main", "again", "--out", str(out)]) == 0
+    table = (out / "table.md").read_text()
+    evaluation = json.loads((run_dir / "stages" / "eval" / "eval.json").read_text())
+    rows = [line for line in table.splitlines() if line.startswith("| SFT") or line.startswith("| PPO")]
+    assert [r.split("|")[1].strip() for r in rows] == ["SFT", "PPO main", "PPO again"]
+    assert rows[0].split("|")[2].strip() == f"{evaluation['sft']['gold_reward']:.3f}"
+    assert rows[1].split("|")[2].strip() == f"{evaluation['ppo']['gold_reward']:.3f}"
+    assert rows[1].split("|")[8].strip() == f"{summaries['reward_model']['held_out_accuracy']:.3f}"
+    for name in ("overoptimisation.png", "gold_histogram.png"):
+        image = matplotlib.image.imread(out / name)
+        assert image.shape[0] > 100 and image.shape[1] > 100
+    assert "PPO main" in capsys.readouterr().out
+
+
+def test_report_refuses_an_unfinished_run_and_writes_nothing(tmp_path, capsys):
+    unfinished = tmp_path / "unfinished"
+    (unfinished / "stages" / "sft").mkdir(parents=True)
+    out = tmp_path / "report"
+    assert rlhf_report.main([str(unfinished), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "eval" in err[0]
+    assert not out.exists()

@@ -203,7 +203,10 @@ class _Trainer:
         return run_dir
 
     def _warm_start(self, logger: TrainingLogger) -> None:
-        """SFT stage (cross-entropy on task demonstrations), then freeze π_ref = the SFT policy."""
+        """SFT stage (cross-entropy on task demonstrations), then freeze π_ref = the SFT policy.
+
+        π_ref is kept after any warm start, also with β = 0: the KL to it is then logged
+        (rlhf/kl) without being penalised, which is what shows a policy drifting off unguarded."""
         rlhf = self.config.rlhf
         if rlhf.init_checkpoint:  # e.g. the RLHF pipeline's SFT stage
             self.agent.load_state_dict(load_checkpoint(Path(rlhf.init_checkpoint), self.device)["model"])
@@ -218,7 +221,8 @@ class _Trainer:
             )
             for step, loss in enumerate(result["losses"]):
                 logger.writer.add_scalar("sft/loss", loss, step)
-        uses_reference = self.kl_coef > 0 or self.kl_controller is not None
+        warm_started = bool(rlhf.init_checkpoint) or rlhf.sft_steps > 0
+        uses_reference = self.kl_coef > 0 or self.kl_controller is not None or warm_started
         if uses_reference:
             self.reference = frozen_copy(self.agent)
 

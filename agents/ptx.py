@@ -35,8 +35,8 @@ class PtxTerm:
 
     `corpus` is a task whose `demonstration(rng)` draws corpus sentences
     (`envs.sentiment_corpus.CorpusTask`). The last value is kept in `last_log_likelihood` for
-    logging (the mean LL per token, without γ). Its random generator is `rng`; a resumed run that
-    must reproduce the same batches has to save and restore it (numpy bit_generator.state).
+    logging (the mean LL per token, without γ). Its random generator is `rng` (the trainer passes
+    its own checkpointed generator, so a resumed run draws the same batches).
     """
 
     def __init__(
@@ -61,9 +61,12 @@ class PtxTerm:
         return self.ptx_coef * cross_entropy
 
 
-
 def ptx_term_from_corpus_file(
-    model: TransformerActorCritic, corpus_path: str | Path, ptx_coef: float, batch_size: int = 32, seed: int = 0
+    model: TransformerActorCritic,
+    corpus_path: str | Path,
+    ptx_coef: float,
+    batch_size: int = 32,
+    seed: int | np.random.Generator = 0,
 ) -> PtxTerm:
     """The ptx term over the train split of a corpus.json written by the pipeline's corpus stage."""
     # Imported here: envs depends on gymnasium and the VADER lexicon, which plain PPO never needs.

@@ -174,15 +174,19 @@ class _Trainer:
         # Adam's moments start at the first step: creating it before the SFT stage changes nothing.
         self.optimizer = torch.optim.Adam(self.agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps)
         self.finite_checks = FiniteChecks(self.agent, self.optimizer)
+        self.minibatch_rng = torch.Generator().manual_seed(config.seed)
+        # GRPO's prompts and PPO-ptx's corpus batches: one generator, saved in checkpoints
+        # (agents/resume.py), so a resumed run draws the same prompts and batches.
+        self.prompt_rng = np.random.default_rng(config.seed)
         # PPO-ptx: −γ_ptx·LL of a corpus batch joins every minibatch loss (agents/ptx.py).
         self.ptx = (
-            ptx_term_from_corpus_file(self.agent, rlhf.ptx_corpus, rlhf.ptx_coef, rlhf.ptx_batch_size, config.seed)
+            ptx_term_from_corpus_file(
+                self.agent, rlhf.ptx_corpus, rlhf.ptx_coef, rlhf.ptx_batch_size, self.prompt_rng
+            )
             if rlhf.ptx_coef > 0 else None
         )
         # Per-episode judge values of finished episodes (reward-model envs), averaged per update.
         self.judged: dict[str, list[float]] = {key: [] for key in JUDGED_INFO}
-        self.minibatch_rng = torch.Generator().manual_seed(config.seed)
-        self.prompt_rng = np.random.default_rng(config.seed)
         self.texts: list[str] = []
         # The state after the last completed update, minus the networks and the optimizer (which
         # only an update changes): what a checkpoint written between two updates holds.

@@ -6,7 +6,6 @@ import math
 
 import torch
 from torch import nn
-from torch.distributions import Categorical
 
 
 def layer_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -18,6 +17,31 @@ def layer_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) 
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.constant_(layer.bias, bias)
     return layer
+
+
+def sample_action(logits: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """a ~ softmax(logits) (argmax if deterministic) per row → (a, log π(a|s)).
+
+    Written out instead of torch.distributions.Categorical (same numbers, same draws from the
+    same generator state) to skip its per-call argument checks; every network shares it.
+    """
+    log_probs = logits.log_softmax(dim=-1)
+    if deterministic:
+        action = logits.argmax(dim=-1)
+    else:
+        action = torch.multinomial(log_probs.exp(), 1).squeeze(-1)
+    return action, log_probs.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
+
+def log_prob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(log π(a|s), H(π(·|s)) = −Σ_a π(a|s) log π(a|s)) per row of `logits` for integer `actions`.
+
+    A masked logit (the dtype's minimum, e.g. the transformer's PAD) has π = 0 exactly and adds
+    0 · (finite) = 0 to the entropy.
+    """
+    log_probs = logits.log_softmax(dim=-1)
+    logp = log_probs.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
+    return logp, -(log_probs.exp() * log_probs).sum(dim=-1)
 
 
 class ActorCritic(nn.Module):
@@ -48,9 +72,8 @@ class ActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample a ~ π(·|s) (or take argmax); return (action, log π(a|s), V(s))."""
         logits, value = self.logits_and_value(obs)
-        dist = Categorical(logits=logits)
-        action = logits.argmax(dim=-1) if deterministic else dist.sample()
-        return action, dist.log_prob(action), value
+        action, logp = sample_action(logits, deterministic)
+        return action, logp, value
 
     def value(self, obs: torch.Tensor) -> torch.Tensor:
         return self.logits_and_value(obs)[1]
@@ -60,5 +83,5 @@ class ActorCritic(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Return (log π(a|s), entropy of π(·|s), V(s)) for stored observations and actions."""
         logits, value = self.logits_and_value(obs)
-        dist = Categorical(logits=logits)
-        return dist.log_prob(actions.long()), dist.entropy(), value
+        logp, entropy = log_prob_and_entropy(logits, actions)
+        return logp, entropy, value

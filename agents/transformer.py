@@ -29,7 +29,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from agents.actor_critic import ActorCritic, layer_init
+from agents.actor_critic import ActorCritic, layer_init, log_prob_and_entropy, sample_action
 
 
 # Counts optimizer.step() calls of every optimizer in the process. Fused optimizers (e.g.
@@ -330,12 +330,8 @@ class TransformerActorCritic(ActorCritic):
         self.last_act_rows = {"incremental": len(step_rows), "rebuilt": len(rebuild_rows)}
 
         logits, value = self._heads(hidden)
-        log_probs = logits.log_softmax(dim=-1)
-        if deterministic:
-            action = logits.argmax(dim=-1)
-        else:
-            action = torch.multinomial(log_probs.exp(), 1).squeeze(1)
-        return action, log_probs.gather(1, action[:, None]).squeeze(1), value
+        action, logp = sample_action(logits, deterministic)
+        return action, logp, value
 
     # ---------------------------------------------------------------------------------------
     # Update: evaluate stored actions, one forward per distinct sequence
@@ -381,8 +377,5 @@ class TransformerActorCritic(ActorCritic):
         logits, values = self.sequence_logits_and_values(sequences[:, :width])
         self.last_num_sequences = sequences.shape[0]
         logits, value = logits[source, lengths - 1], values[source, lengths - 1]
-        log_probs = logits.log_softmax(dim=-1)
-        actions = torch.as_tensor(actions, device=log_probs.device).long().reshape(-1, 1)
-        logp = log_probs.gather(1, actions).squeeze(1)
-        entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+        logp, entropy = log_prob_and_entropy(logits, torch.as_tensor(actions, device=logits.device))
         return logp, entropy, value

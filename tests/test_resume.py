@@ -11,8 +11,8 @@ can be compared. GRPO resets every env every round, so there a resume is exact w
 
 from __future__ import annotations
 
-import math
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -154,10 +154,28 @@ def test_resumed_run_ends_bit_for_bit_where_a_run_restarting_its_episodes_there_
     assert load_checkpoint(tmp_path / "c" / "checkpoints" / "final.pt")["update"] == 6
 
 
-def test_grpo_resume_is_exact(tmp_path):
+def grpo_ptx_config(tmp_path: Path) -> dict:
+    """GRPO on the sentiment env with a PPO-ptx term over a small corpus written to tmp_path."""
+    from envs.sentiment_corpus import build_corpus
+    from envs.token_tasks import SentimentTask
+
+    corpus = tmp_path / "corpus.json"
+    corpus.write_text(json.dumps(build_corpus(SentimentTask(), 50, 0.2, seed=0).to_dict()))
+    return {
+        **GRPO,
+        "env_id": "TokenGen/Sentiment-v0",
+        "env": {"num_envs": 8, "kwargs": {"max_new_tokens": 4}, "bootstrap_truncated": False},
+        "rlhf": {**GRPO["rlhf"], "ptx_coef": 0.5, "ptx_batch_size": 4, "ptx_corpus": str(corpus)},
+    }
+
+
+@pytest.mark.parametrize("ptx", [False, True], ids=["grpo", "grpo_ptx"])
+def test_grpo_resume_is_exact(tmp_path, ptx):
     """GRPO resets every env every round (prompts drawn from the checkpointed generator), so
-    the resumed run equals the uninterrupted one: weights, reference policy, adaptive β, logs."""
-    uninterrupted = train(run_config(GRPO, tmp_path / "a"), progress=False)
+    the resumed run equals the uninterrupted one: weights, reference policy, adaptive β, logs.
+    With PPO-ptx the corpus batches come from that generator too (train/ptx_loss must match)."""
+    config = grpo_ptx_config(tmp_path) if ptx else GRPO
+    uninterrupted = train(run_config(config, tmp_path / "a"), progress=False)
     copy_run_up_to(tmp_path / "a", tmp_path / "b", "update_000002.pt")
     resumed = resume(tmp_path / "b")
     assert resumed.global_step == uninterrupted.global_step
@@ -165,33 +183,10 @@ def test_grpo_resume_is_exact(tmp_path):
     checkpoint_step = load_checkpoint(tmp_path / "b" / "checkpoints" / "update_000002.pt")["global_step"]
     logged_a, logged_b = scalars(tmp_path / "a"), scalars(tmp_path / "b")
     assert set(logged_b) == set(logged_a) - {"sft/loss"}  # the SFT stage is not played again
+    assert ("train/ptx_loss" in logged_b) == ptx
     for tag in logged_b:
         if tag != "time/fps":
             assert logged_b[tag] == [p for p in logged_a[tag] if p[0] > checkpoint_step], tag
-
-
-def test_ptx_resume_is_exact(tmp_path):
-    """PPO-ptx draws a corpus batch per minibatch; its generator is checkpointed, so a resumed
-    GRPO-ptx run (GRPO: every round starts fresh episodes) equals the uninterrupted one."""
-    from envs.sentiment_corpus import build_corpus
-    from envs.token_tasks import SentimentTask
-
-    corpus = tmp_path / "corpus.json"
-    corpus.write_text(json.dumps(build_corpus(SentimentTask(), 50, 0.2, seed=0).to_dict()))
-    config = {
-        **GRPO,
-        "env_id": "TokenGen/Sentiment-v0",
-        "env": {"num_envs": 8, "kwargs": {"max_new_tokens": 4}, "bootstrap_truncated": False},
-        "rlhf": {**GRPO["rlhf"], "ptx_coef": 0.5, "ptx_batch_size": 4, "ptx_corpus": str(corpus)},
-    }
-    uninterrupted = train(run_config(config, tmp_path / "a"), progress=False)
-    copy_run_up_to(tmp_path / "a", tmp_path / "b", "update_000002.pt")
-    resumed = resume(tmp_path / "b")
-    assert resumed.global_step == uninterrupted.global_step
-    assert_same_final_state(tmp_path / "a", tmp_path / "b")
-    checkpoint_step = load_checkpoint(tmp_path / "b" / "checkpoints" / "update_000002.pt")["global_step"]
-    ptx_a, ptx_b = (scalars(tmp_path / r)["train/ptx_loss"] for r in ("a", "b"))
-    assert ptx_b == [p for p in ptx_a if p[0] > checkpoint_step] and ptx_b
 
 
 def test_only_the_newest_checkpoints_are_kept(tmp_path):

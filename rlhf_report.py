@@ -106,10 +106,10 @@ def plot_gold_histogram(run_dir: Path, label: str, output: Path) -> None:
     results = read_evaluation(run_dir)
     bins = np.linspace(-1.0, 1.0, 41)
     figure, axis = plt.subplots(figsize=(7, 4), constrained_layout=True)
-    for name, color in (("sft", "tab:gray"), ("ppo", "tab:blue")):
+    for name, title, color in (("sft", "SFT", "tab:gray"), ("ppo", f"PPO {label}", "tab:blue")):
         gold = np.array(results[name]["gold_rewards"])
-        axis.hist(gold, bins=bins, alpha=0.6, color=color, label=f"{name.upper()} {label if name == 'ppo' else ''} "
-                  f"(mean {gold.mean():.2f}, std {gold.std():.2f}, n={len(gold)})".replace("  ", " "))
+        summary = f"mean {gold.mean():.2f}, std {gold.std():.2f}, n={len(gold)}"
+        axis.hist(gold, bins=bins, alpha=0.6, color=color, label=f"{title} ({summary})")
     axis.set_xlabel("gold reward of a sample (VADER compound)")
     axis.set_ylabel("samples")
     axis.set_title("held-out prompts: SFT samples spread over modes, RL samples concentrate", fontsize=10)

@@ -82,12 +82,12 @@ def run_stage(
 
     Done: its `done` marker exists. The marker is written last and atomically (temp file +
     rename), holding `work`'s JSON summary, so a crash anywhere inside `work` leaves no marker
-    and the next run redoes the stage; the summary gains the stage's wall time, wall_time_s. Fresh (the rule of make): the marker is not older than the
-    marker of any finished `upstream` stage, so e.g. an evaluation done before the PPO stage
-    existed is redone once PPO has finished. Without `keep_partial` the directory is emptied
-    before `work` runs, so no half-written file of a crashed attempt is mistaken for an output
-    (with it, `work` finds what a crashed attempt left, e.g. training checkpoints to resume from;
-    a stale stage is always emptied).
+    and the next run redoes the stage; the summary gains the stage's wall time, wall_time_s.
+    Fresh (the rule of make): the marker is not older than the marker of any finished `upstream`
+    stage, so e.g. an evaluation done before the PPO stage existed is redone once PPO has finished.
+    Without `keep_partial` the directory is emptied before `work` runs, so no half-written file of
+    a crashed attempt is mistaken for an output (with it, `work` finds what a crashed attempt
+    left, e.g. training checkpoints to resume from; a stale stage is always emptied).
     """
     directory = stage_dir(run_dir, name)
     marker = directory / DONE_MARKER

@@ -268,9 +268,8 @@ class SentimentTask(_TaskBase):
         super().__init__(WordTokenizer(words))
         copula = [f"the {noun} {verb}" for noun in self.nouns["neutral"] for verb in _COPULA_VERBS]
         texts = {"copula": copula + _EXTRA_COPULA_PROMPTS, "subject": _SUBJECT_PROMPTS, "article": _ARTICLE_PROMPTS}
-        # prompt_texts[kind]: the sentence starts after which a completion of that kind follows.
-        self.prompt_texts: dict[str, list[str]] = {kind: list(texts[kind]) for kind in PROMPT_KINDS}
-        self.prompts_by_kind = {kind: [self.encode(t) for t in self.prompt_texts[kind]] for kind in PROMPT_KINDS}
+        # prompts_by_kind[kind]: the sentence starts after which a completion of that kind follows.
+        self.prompts_by_kind = {kind: [self.encode(t) for t in texts[kind]] for kind in PROMPT_KINDS}
         self.prompts = [p for kind in PROMPT_KINDS for p in self.prompts_by_kind[kind]]
         self.max_prompt_len = max(len(p) for p in self.prompts)
         self.max_completion_len = 9  # longest demonstration completion, without EOS

@@ -5,12 +5,15 @@
 
 Runs alternate (ours seed 1, SB3 seed 1, ours seed 2, ...) so that drift in the machine's load hits
 both libraries alike; each runs in its own process (peak memory). Writes into DIR:
-  tb/ours_seed<k>, tb/sb3_seed<k>   TensorBoard logs under the same tags (they overlay)
+  tb/ours_seed<k>, tb/sb3_seed<k>   TensorBoard logs under the same tags (they overlay), and beside
+                                    them measurement.json once the run has finished
   results.md, results.json          final return and area under the curve ± 95 % CI over seeds,
                                     wall time, env steps/s, peak memory; SB3's arguments; the
                                     differences that remain for this config
   return_vs_steps.png, return_vs_wall_time.png   mean over seeds with a 95 % CI band
-bench/README.md documents the hyperparameter mapping.
+A finished run already in DIR with the same config is read back instead of run again, so a long
+benchmark that was interrupted, or whose seeds were run one invocation at a time, is completed by
+running the full command again. bench/README.md documents the hyperparameter mapping.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ import argparse
 import json
 import math
 import os
+import subprocess
 import sys
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +38,7 @@ TAG = "rollout/ep_rew_mean"
 LIBRARIES = ("ours", "sb3")
 CONFIDENCE = 0.95
 WALL_GRID_POINTS = 200  # points of the common wall-time grid the seeds are interpolated onto
+MEASUREMENT_FILE = "measurement.json"  # written into a run's log directory when the run has finished
 
 
 def library_label(library: str) -> str:
@@ -55,6 +60,14 @@ class Setup:
     out: Path
     sb3_arguments: dict[str, str]
     differences: list[str]
+    finished: dict[tuple[str, int], dict] = field(default_factory=dict)  # (library, seed): its record
+
+    def run_config(self, seed: int) -> dict:
+        """The config a seed's runs train on, as plain JSON values (comparable with a stored one)."""
+        return json.loads(json.dumps({**config_to_dict(self.config), "seed": seed}))
+
+    def run_dir(self, library: str, seed: int) -> Path:
+        return self.out / "tb" / f"{library}_seed{seed}"
 
 
 def prepare(config_path: str, overrides: list[str], steps: int, seeds: list[int], out: Path | None) -> Setup:
@@ -78,19 +91,54 @@ def prepare(config_path: str, overrides: list[str], steps: int, seeds: list[int]
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / "bench" / f"{Path(config_path).stem}__{steps}__{stamp}"
+    setup = Setup(config, config_path, seeds, out, describe(plan), differences(config, observation_space,
+                                                                               num_actions))
     for library in LIBRARIES:
         for seed in seeds:
-            run_dir = out / "tb" / f"{library}_seed{seed}"
-            if run_dir.exists() and any(run_dir.iterdir()):
-                raise ConfigError(f"{run_dir} already holds a run; choose another --out")
+            record = finished_run(setup, library, seed)
+            if record is not None:
+                setup.finished[library, seed] = record
     try:
         (out / "tb").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create output directory {out}: {exc.strerror}") from None
     if not os.access(out, os.W_OK):
         raise ConfigError(f"output directory {out} is not writable")
-    notes = differences(config, observation_space, num_actions)
-    return Setup(config, config_path, seeds, out, describe(plan), notes)
+    return setup
+
+
+def finished_run(setup: Setup, library: str, seed: int) -> dict | None:
+    """The stored record of a finished run of this config in the run's directory, None if the directory
+    is empty or absent; ConfigError if it holds an unfinished run or one of another config (reusing
+    either would mix runs that do not belong together; overwriting would lose it)."""
+    run_dir = setup.run_dir(library, seed)
+    if not run_dir.exists() or not any(run_dir.iterdir()):
+        return None
+    path = run_dir / MEASUREMENT_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} holds an unfinished run; delete it or choose another --out")
+    try:
+        record = json.loads(path.read_text())
+        stored_config = record["config"]
+        record["measurement"]["wall_time_s"]  # noqa: B018 - present in every finished record
+    except (OSError, ValueError, KeyError, TypeError):
+        raise ConfigError(f"{path} is not a measurement record; delete the run or choose another --out") from None
+    if stored_config != setup.run_config(seed):
+        raise ConfigError(f"{run_dir} holds a run of a different config or --steps; choose another --out")
+    return record
+
+
+def source_commit() -> str:
+    """The git commit of the code being measured ('unknown' outside a git checkout), '+' if modified."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+" if dirty else "")
 
 
 # ------------------------------------------------------------------------------ running
@@ -101,6 +149,8 @@ class Run:
     library: str
     seed: int
     measurement: dict  # from bench.measure (+ memory from bench.isolated)
+    commit: str  # the code it ran (source_commit)
+    reused: bool  # read back from an earlier invocation
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # env steps of the TAG events
     values: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # since the run's start
@@ -127,20 +177,27 @@ def run_all(setup: Setup) -> list[Run]:
 
     runs = []
     total = len(setup.seeds) * len(LIBRARIES)
+    commit = source_commit()
     for seed in setup.seeds:
-        config = config_to_dict(setup.config)
-        config["seed"] = seed
+        config = setup.run_config(seed)
         for library in LIBRARIES:
-            run_dir = setup.out / "tb" / f"{library}_seed{seed}"
-            if library == "ours":
-                measurement = run_isolated(train_ours, config=config, run_dir=str(run_dir))
-            else:
-                measurement = run_isolated(train_sb3, config=config, log_dir=str(run_dir))
-            run = Run(library, seed, measurement, *read_curve(run_dir, measurement["start_time"]))
+            run_dir = setup.run_dir(library, seed)
+            record = setup.finished.get((library, seed))
+            if record is None:
+                if library == "ours":
+                    measurement = run_isolated(train_ours, config=config, run_dir=str(run_dir))
+                else:
+                    measurement = run_isolated(train_sb3, config=config, log_dir=str(run_dir))
+                record = {"config": config, "commit": commit, "measurement": measurement}
+                (run_dir / MEASUREMENT_FILE).write_text(json.dumps(record, indent=2) + "\n")
+            measurement = record["measurement"]
+            run = Run(library, seed, measurement, record.get("commit", "unknown"), (library, seed) in setup.finished,
+                      *read_curve(run_dir, measurement["start_time"]))
             runs.append(run)
             print(
                 f"[{len(runs)}/{total}] {library_label(library)} seed {seed}: {measurement['steps']} env "
-                f"steps, {measurement['wall_time_s']:.1f} s, final {TAG} {final_return(run, setup):.4g}",
+                f"steps, {measurement['wall_time_s']:.1f} s, final {TAG} {final_return(run, setup):.4g}"
+                + (" (finished earlier, read back)" if run.reused else ""),
                 flush=True,
             )
     return runs
@@ -237,13 +294,17 @@ def markdown(runs: list[Run], setup: Setup, summary: dict) -> str:
         "",
         "## Per run",
         "",
-        "| library | seed | " + " | ".join(COLUMNS.values()) + " |",
-        "|---" * (len(COLUMNS) + 2) + "|",
+        "Code: the git commit each run trained with (+: with uncommitted changes); started: UTC.",
+        "",
+        "| library | seed | " + " | ".join(COLUMNS.values()) + " | code | started |",
+        "|---" * (len(COLUMNS) + 4) + "|",
     ]
     for run in runs:
         row = per_run_row(run, setup)
         cells = [format_ci(row[key], math.nan) for key in COLUMNS]
-        lines.append(f"| {library_label(run.library)} | {run.seed} | " + " | ".join(cells) + " |")
+        started = datetime.fromtimestamp(run.measurement["start_time"], timezone.utc).strftime("%Y-%m-%d %H:%M")
+        lines.append(f"| {library_label(run.library)} | {run.seed} | " + " | ".join(cells)
+                     + f" | {run.commit} | {started} |")
     lines += ["", "## SB3 arguments (bench/sb3_mapping.py)", "", "| argument | value |", "|---|---|"]
     lines += [f"| {key} | `{value}` |" for key, value in setup.sb3_arguments.items()]
     lines += ["", "## Differences that remain for this config (see bench/README.md)", ""]
@@ -342,7 +403,8 @@ def main(argv: list[str] | None = None) -> int:
         "env_steps": setup.config.total_timesteps,
         "summary": summary,
         "runs": [
-            {"library": run.library, "seed": run.seed, **run.measurement, **per_run_row(run, setup)}
+            {"library": run.library, "seed": run.seed, "commit": run.commit, **run.measurement,
+             **per_run_row(run, setup)}
             for run in runs
         ],
     }

@@ -3,6 +3,7 @@ of both libraries (table, plots, logs), bad input."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -67,6 +68,32 @@ def test_compare_on_cartpole_writes_table_plots_and_logs(tmp_path, capsys):
     for library in ("ours", "sb3"):
         assert list((out / "tb" / f"{library}_seed1").glob("events.out.tfevents.*"))
     assert (out / "results.json").is_file()
+
+
+def test_compare_reads_back_finished_runs_and_refuses_foreign_ones(tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "512", "--out", str(out)]
+    assert compare.main([*argv, "--seeds", "1"]) == 0
+    first = json.loads((out / "results.json").read_text())["runs"]
+    # A second invocation with one more seed runs only the new seed's pair; seed 1 is read back.
+    assert compare.main([*argv, "--seeds", "1", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("read back") == 2 and "ours seed 2" in printed
+    second = json.loads((out / "results.json").read_text())["runs"]
+    assert [(run["library"], run["seed"]) for run in second] == [("ours", 1), ("sb3", 1), ("ours", 2), ("sb3", 2)]
+    assert second[:2] == first  # same measurement, same curve, same summary numbers
+    assert "| ours | 1 |" in (out / "results.md").read_text().split("## Per run")[1]
+
+    events = sorted((out / "tb" / "ours_seed1").iterdir())
+    # Other hyperparameters in the same directory: refused, nothing touched.
+    assert compare.main([*argv, "--seeds", "1", "--set", "ppo.ent_coef=0.1"]) == 2
+    assert "different config" in capsys.readouterr().err
+    # A run without its measurement record (interrupted): refused, not overwritten.
+    (out / "tb" / "sb3_seed2" / compare.MEASUREMENT_FILE).unlink()
+    assert compare.main([*argv, "--seeds", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "unfinished run" in err[0]
+    assert sorted((out / "tb" / "ours_seed1").iterdir()) == events
 
 
 @pytest.mark.parametrize(

@@ -122,7 +122,8 @@ def finished_run(setup: Setup, library: str, seed: int) -> dict | None:
         stored_config = record["config"]
         record["measurement"]["wall_time_s"]  # noqa: B018 - present in every finished record
     except (OSError, ValueError, KeyError, TypeError):
-        raise ConfigError(f"{path} is not a measurement record; delete the run or choose another --out") from None
+        message = f"{path} is not a measurement record; delete the run or choose another --out"
+        raise ConfigError(message) from None
     if stored_config != setup.run_config(seed):
         raise ConfigError(f"{run_dir} holds a run of a different config or --steps; choose another --out")
     return record
@@ -191,7 +192,8 @@ def run_all(setup: Setup) -> list[Run]:
                 record = {"config": config, "commit": commit, "measurement": measurement}
                 (run_dir / MEASUREMENT_FILE).write_text(json.dumps(record, indent=2) + "\n")
             measurement = record["measurement"]
-            run = Run(library, seed, measurement, record.get("commit", "unknown"), (library, seed) in setup.finished,
+            reused = (library, seed) in setup.finished
+            run = Run(library, seed, measurement, record.get("commit", "unknown"), reused,
                       *read_curve(run_dir, measurement["start_time"]))
             runs.append(run)
             print(
@@ -302,7 +304,8 @@ def markdown(runs: list[Run], setup: Setup, summary: dict) -> str:
     for run in runs:
         row = per_run_row(run, setup)
         cells = [format_ci(row[key], math.nan) for key in COLUMNS]
-        started = datetime.fromtimestamp(run.measurement["start_time"], timezone.utc).strftime("%Y-%m-%d %H:%M")
+        started = datetime.fromtimestamp(run.measurement["start_time"], timezone.utc)
+        started = started.strftime("%Y-%m-%d %H:%M")
         lines.append(f"| {library_label(run.library)} | {run.seed} | " + " | ".join(cells)
                      + f" | {run.commit} | {started} |")
     lines += ["", "## SB3 arguments (bench/sb3_mapping.py)", "", "| argument | value |", "|---|---|"]

@@ -41,7 +41,8 @@ def value_losses(values: torch.Tensor, old_values: torch.Tensor, returns: torch.
 
 def gradient(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> torch.Tensor:
     grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
-    return torch.cat([(g if g is not None else torch.zeros_like(p)).flatten() for g, p in zip(grads, parameters)])
+    grads = [g if g is not None else torch.zeros_like(p) for g, p in zip(grads, parameters)]
+    return torch.cat([g.flatten() for g in grads])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("checkpoint", help="a checkpoint of a CNN or MLP run (e.g. RUN/checkpoints/final.pt)")
-    parser.add_argument("--segments", type=positive_int, default=3, help="rollouts played; the last is the batch")
+    parser.add_argument(
+        "--segments", type=positive_int, default=3, help="rollouts played; the last is the batch"
+    )
     parser.add_argument("--seed", type=seed_int, default=7, help="env and shuffling seed")
     args = parser.parse_args(argv)
     try:
@@ -68,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     device = torch.device("cpu")
     obs, _ = envs.reset(seed=args.seed)
     obs = obs_to_tensor(obs, device)
-    storage = RolloutStorage(ppo.num_steps, config.env.num_envs, envs.single_observation_space.shape, obs.dtype, device)
+    obs_shape = envs.single_observation_space.shape
+    storage = RolloutStorage(ppo.num_steps, config.env.num_envs, obs_shape, obs.dtype, device)
     for _ in range(args.segments):
         obs = collect_rollout(agent, envs, storage, obs, lambda infos: None)
     envs.close()

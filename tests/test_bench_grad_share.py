@@ -38,7 +38,8 @@ def test_runs_on_a_checkpoint(tmp_path, capsys):
         assert grad_share.main([str(run / "checkpoints" / "final.pt"), "--segments", "2"]) == 0
     finally:
         torch.set_num_threads(threads)
-    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    lines = capsys.readouterr().out.splitlines()
+    rows = [line for line in lines if line.startswith("| ") and line[2].isdigit()]
     assert [row.split("|")[1].strip() for row in rows] == ["1", "2", "3"]  # one row per epoch
     for row in rows:
         cells = [float(cell) for cell in row.strip("|").split("|")[1:]]

@@ -151,7 +151,6 @@ class Run:
     seed: int
     measurement: dict  # from bench.measure (+ memory from bench.isolated)
     commit: str  # the code it ran (source_commit)
-    reused: bool  # read back from an earlier invocation
     steps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # env steps of the TAG events
     values: np.ndarray = field(default_factory=lambda: np.zeros(0))
     seconds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # since the run's start
@@ -193,13 +192,13 @@ def run_all(setup: Setup) -> list[Run]:
                 (run_dir / MEASUREMENT_FILE).write_text(json.dumps(record, indent=2) + "\n")
             measurement = record["measurement"]
             reused = (library, seed) in setup.finished
-            run = Run(library, seed, measurement, record.get("commit", "unknown"), reused,
+            run = Run(library, seed, measurement, record.get("commit", "unknown"),
                       *read_curve(run_dir, measurement["start_time"]))
             runs.append(run)
             print(
                 f"[{len(runs)}/{total}] {library_label(library)} seed {seed}: {measurement['steps']} env "
                 f"steps, {measurement['wall_time_s']:.1f} s, final {TAG} {final_return(run, setup):.4g}"
-                + (" (finished earlier, read back)" if run.reused else ""),
+                + (" (finished earlier, read back)" if reused else ""),
                 flush=True,
             )
     return runs

@@ -146,12 +146,17 @@ def ppo_update(
     minibatch; the global gradient norm is clipped; with `target_kl`, the epochs stop early once
     the approximate KL passes it. `extra_loss`, if given, is called once per minibatch and its
     value added to that minibatch's loss before the backward pass (PPO-ptx: agents/ptx.py); its
-    mean is returned as "extra_loss". Returns the mean of each logged quantity over the minibatches.
+    mean is returned as "extra_loss". Returns the mean of each logged quantity over the minibatches,
+    and "approx_kl_last_epoch": the mean approximate KL over the last epoch's minibatches only,
+    which is what Stable-Baselines3 logs as train/approx_kl. In training the KL grows over the
+    epochs from 0 at the first minibatch, so the all-epoch mean "approx_kl" is typically the
+    smaller number (about half on Pong).
     """
     sums: dict[str, float] = {}
     count = 0
     stop = False
     for _ in range(config.update_epochs):
+        epoch_kls: list[float] = []
         for idx in _minibatch_indices(batch, config.num_minibatches, generator):
             new_logp, entropy, new_values = agent.evaluate_actions(batch["obs"][idx], batch["actions"][idx])
             advantages = batch["advantages"][idx]
@@ -185,6 +190,7 @@ def ppo_update(
 
             for name in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction", "ref_kl"):
                 sums[name] = sums.get(name, 0.0) + getattr(terms, name).item()
+            epoch_kls.append(terms.approx_kl.item())
             count += 1
             if config.target_kl is not None and float(terms.approx_kl) > config.target_kl:
                 stop = True
@@ -192,6 +198,7 @@ def ppo_update(
         if stop:
             break
     metrics = {name: total / count for name, total in sums.items()}
+    metrics["approx_kl_last_epoch"] = sum(epoch_kls) / len(epoch_kls)
     metrics["explained_variance"] = explained_variance(batch["values"], batch["returns"])
     metrics["epochs_run"] = float(count) / config.num_minibatches
     return metrics

@@ -460,7 +460,7 @@ class _Trainer:
                     "train/policy_gradient_loss": metrics["policy_loss"],
                     "train/value_loss": metrics["value_loss"],
                     "train/entropy_loss": -metrics["entropy"],  # SB3 logs the negated entropy
-                    "train/approx_kl": metrics["approx_kl"],
+                    "train/approx_kl": metrics["approx_kl_last_epoch"],  # SB3's definition
                     "train/clip_fraction": metrics["clip_fraction"],
                     "train/explained_variance": metrics["explained_variance"],
                     "train/epochs_run": metrics["epochs_run"],

@@ -36,9 +36,8 @@ def _batch(agent: CNNActorCritic) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(3)
     obs = torch.randint(0, 256, (SAMPLES, *OBS_SPACE.shape), dtype=torch.uint8, generator=generator)
     with torch.no_grad():
-        logits, values = agent(obs)
-        actions = torch.distributions.Categorical(logits=logits).sample()
-        logp = torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1)
+        actions = torch.distributions.Categorical(logits=agent(obs)[0]).sample()
+        logp, _, values = agent.evaluate_actions(obs, actions)
     advantages = torch.randn(SAMPLES, generator=generator)
     return {"obs": obs, "actions": actions, "logp": logp, "values": values,
             "advantages": advantages, "returns": values + advantages}

@@ -3,7 +3,7 @@
     python enjoy.py RUN_DIR_OR_CHECKPOINT [--episodes N] [--video-dir DIR] [--deterministic] [--seed S]
 
 RUN_DIR means RUN_DIR/checkpoints/final.pt, or the newest update_*.pt there when training has
-not finished. Games are played with evaluation semantics (agents/evaluation.py: an Atari episode
+not finished. Games are played with evaluation semantics (agents/run/evaluation.py: an Atari episode
 is one whole game, scored raw). Prints one row per episode, then as the last line
 `mean_return=<x> std=<y> episodes=<N>` (std over the N episodes, population formula).
 With --video-dir, writes DIR/episode_<i>.mp4 per episode (the game's original RGB screen).
@@ -13,16 +13,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from agents.cli import ArgumentParser, positive_int
-
-CHECKPOINT_DIR = "checkpoints"  # as written by agents/trainer.py
-FINAL_CHECKPOINT = "final.pt"
-UPDATE_CHECKPOINT = re.compile(r"update_(\d+)\.pt")
+from agents.run.cli import ArgumentParser, positive_int
 
 
 class EnjoyError(ValueError):
@@ -43,27 +38,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="default cpu")
     return parser.parse_args(argv)
-
-
-def find_checkpoint(path: Path) -> Path:
-    """The checkpoint file named by `path`: the file itself, or a run dir's final.pt, else its
-    update_*.pt of the highest update."""
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise EnjoyError(f"no such run dir or checkpoint: {path}")
-    checkpoints = path / CHECKPOINT_DIR
-    if (checkpoints / FINAL_CHECKPOINT).is_file():
-        return checkpoints / FINAL_CHECKPOINT
-    # By update number, not name or mtime: names outgrow their zero padding, copies change mtimes.
-    updates = {
-        int(match.group(1)): p
-        for p in checkpoints.glob("update_*.pt")
-        if (match := UPDATE_CHECKPOINT.fullmatch(p.name))
-    }
-    if not updates:
-        raise EnjoyError(f"no checkpoint in {checkpoints} (neither {FINAL_CHECKPOINT} nor update_*.pt)")
-    return updates[max(updates)]
 
 
 def check_writable_dir(path: Path) -> None:
@@ -102,14 +76,15 @@ def format_row(index: int, episode: dict) -> str:
 def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any]:
     """(checkpoint path, agent, config) after every check that bad input can fail: the video dir,
     the checkpoint file, its config, its env, its weights. Plays nothing and writes nothing."""
-    from agents.checkpoint import checkpoint_config, load_checkpoint
     from agents.config import ConfigError
-    from agents.evaluation import is_token_env, make_eval_env
-    from agents.build import load_agent, resolve_device
+    from agents.networks.build import resolve_device
+    from agents.run.checkpoint import checkpoint_config, load_agent, load_checkpoint, newest_checkpoint
+    from agents.run.evaluation import make_eval_env
+    from envs.registry import is_token_env
 
     if args.video_dir is not None:
         check_writable_dir(args.video_dir)
-    checkpoint = find_checkpoint(args.path)
+    checkpoint = newest_checkpoint(args.path)
     config = checkpoint_config(load_checkpoint(checkpoint), checkpoint)
     if args.video_dir is not None and is_token_env(config.env_id):
         raise EnjoyError(f"{config.env_id} episodes are texts, not videos; drop --video-dir")
@@ -130,9 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from agents.checkpoint import CheckpointError
+    from agents.run.checkpoint import CheckpointError
     from agents.config import ConfigError
-    from agents.evaluation import play_episodes
+    from agents.run.evaluation import play_episodes
 
     # Offscreen rgb_array rendering only: pygame (CartPole's renderer) needs neither a display nor
     # a sound device, and would otherwise complain about a missing XDG_RUNTIME_DIR on stderr.

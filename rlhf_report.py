@@ -25,8 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from agents.cli import ArgumentParser
-from plot import PlotError, read_run
+from agents.run.cli import ArgumentParser
+from agents.run.curves import PlotError, read_run
+from agents.run.stages import DONE_MARKER, PPO_RUN, STAGES, stage_dir
 
 # (TensorBoard tag of the PPO stage, panel title) of the over-optimisation figure.
 PANELS = (
@@ -35,11 +36,10 @@ PANELS = (
     ("rlhf/fluency", "fluency (share the grammar accepts)"),
     ("rlhf/kl", "KL(π ‖ π_SFT) per completion (nats)"),
 )
-PPO_RUN = Path("stages") / "ppo" / "run"
 
 
 def read_stage(run_dir: Path, stage: str) -> dict[str, Any]:
-    marker = run_dir / "stages" / stage / "done"
+    marker = stage_dir(run_dir, stage) / DONE_MARKER
     if not marker.is_file():
         raise PlotError(f"{run_dir} has not finished its {stage} stage (no {marker})")
     return json.loads(marker.read_text())
@@ -48,7 +48,7 @@ def read_stage(run_dir: Path, stage: str) -> dict[str, Any]:
 def read_evaluation(run_dir: Path) -> dict[str, dict[str, Any]]:
     """The eval stage's per-policy metrics, with every sample's gold reward."""
     read_stage(run_dir, "eval")
-    results = json.loads((run_dir / "stages" / "eval" / "eval.json").read_text())
+    results = json.loads((stage_dir(run_dir, "eval") / "eval.json").read_text())
     if "ppo" not in results:
         raise PlotError(f"{run_dir}: the evaluation has no PPO policy (did the PPO stage finish?)")
     return results
@@ -73,7 +73,7 @@ def table(run_dirs: list[Path], labels: list[str]) -> str:
         if run_dir is None:
             cells += ["", "", ""]
         else:
-            stages = {s: read_stage(run_dir, s) for s in ("corpus", "sft", "reward_model", "ppo", "eval")}
+            stages = {s: read_stage(run_dir, s) for s in STAGES}
             cells += [
                 f"{stages['reward_model']['held_out_accuracy']:.3f}",
                 f"{stages['ppo'].get('wall_time_s', float('nan')):.0f}",

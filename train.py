@@ -13,8 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from agents.checkpoint import CheckpointError
-from agents.cli import ArgumentParser
+from agents.run.checkpoint import CheckpointError
+from agents.run.cli import ArgumentParser
 from agents.config import ConfigError, load_config
 
 # Games rendered to pixels (pixel envs, videos) draw with SDL: no screen here, and without a
@@ -48,19 +48,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_config(args.config, args.overrides) if args.resume is None else None
         # Imported here so that a bad command line is refused without paying for torch's import.
-        from agents.faults import TrainingFailed, TrainingInterrupted
-        from agents.trainer import train
+        from agents.run.faults import TrainingFailed, TrainingInterrupted
+        from agents.run.trainer import train
 
         try:
             if config is not None and config.pipeline.enabled:
-                from agents.rlhf_pipeline import run_pipeline
+                from agents.run.pipeline import run_pipeline
 
                 run_pipeline(config, config.pipeline, Path(args.config).stem, progress=not args.no_progress)
                 return 0
             if config is not None:
                 result = train(config, config_name=Path(args.config).stem, progress=not args.no_progress)
             else:
-                from agents.resume import find_resume_point
+                from agents.run.resume import find_resume_point
 
                 point = find_resume_point(args.resume)
                 if point.finished:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.cli import ArgumentParser, add_override_option, positive_int, seed_int
+from agents.run.cli import ArgumentParser, add_override_option, positive_int, seed_int
 from agents.config import ConfigError, TrainConfig, config_to_dict, load_config
 from bench.isolated import BenchError
 

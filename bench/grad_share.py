@@ -24,8 +24,9 @@ import sys
 import numpy as np
 import torch
 
-from agents.cli import ArgumentParser, positive_int, seed_int
-from agents.ppo import _minibatch_indices, ppo_loss
+from agents.run.cli import ArgumentParser, positive_int, seed_int
+from agents.core.loss import ppo_loss
+from agents.core.update import ShuffledMinibatches
 
 FORMS = ("ours", "sb3", "plain")
 
@@ -46,10 +47,8 @@ def gradient(loss: torch.Tensor, parameters: list[torch.nn.Parameter]) -> torch.
 
 
 def main(argv: list[str] | None = None) -> int:
-    from agents.build import load_agent
-    from agents.checkpoint import CheckpointError, load_checkpoint
-    from agents.rollout import collect_rollout, obs_to_tensor
-    from agents.rollout_storage import RolloutStorage
+    from agents.run.checkpoint import CheckpointError, load_agent, load_checkpoint
+    from agents.run.collectors import SegmentCollector
     from envs.vector import make_vector_env
 
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -68,30 +67,24 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(args.seed)
     ppo = config.ppo
     envs = make_vector_env(config)
-    device = torch.device("cpu")
-    obs, _ = envs.reset(seed=args.seed)
-    obs = obs_to_tensor(obs, device)
-    obs_shape = envs.single_observation_space.shape
-    storage = RolloutStorage(ppo.num_steps, config.env.num_envs, obs_shape, obs.dtype, device)
+    collector = SegmentCollector(agent, envs, config, torch.device("cpu"))
+    collector.restart(args.seed)
     for _ in range(args.segments):
-        obs = collect_rollout(agent, envs, storage, obs, lambda infos: None)
+        batch = collector.collect().batch
     envs.close()
-    with torch.no_grad():
-        storage.compute_advantages(agent.value(obs), ppo.gamma, ppo.gae_lambda)
-    batch = storage.flatten()
 
     parameters = list(agent.parameters())
     optimizer = torch.optim.Adam(parameters, lr=ppo.learning_rate, eps=ppo.adam_eps)
     optimizer.load_state_dict(optimizer_state)  # the moments and learning rate of that moment
-    generator = torch.Generator().manual_seed(args.seed)
+    minibatches = ShuffledMinibatches(torch.Generator().manual_seed(args.seed))
     rows = []
     for epoch in range(ppo.update_epochs):
-        for idx in _minibatch_indices(batch, ppo.num_minibatches, generator):
-            logp, entropy, values = agent.evaluate_actions(batch["obs"][idx], batch["actions"][idx])
-            advantages = batch["advantages"][idx]
+        for idx in minibatches(batch, ppo.num_minibatches):
+            logp, entropy, values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx])
+            advantages = batch.advantages[idx]
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            old_values, returns = batch["values"][idx], batch["returns"][idx]
-            terms = ppo_loss(logp, batch["logp"][idx], advantages, values, old_values, returns, entropy,
+            old_values, returns = batch.values[idx], batch.returns[idx]
+            terms = ppo_loss(logp, batch.logp[idx], advantages, values, old_values, returns, entropy,
                              clip_coef=ppo.clip_coef, vf_coef=ppo.vf_coef, ent_coef=ppo.ent_coef,
                              clip_value_loss=ppo.clip_value_loss)
             policy_grad = gradient(terms.policy_loss - ppo.ent_coef * terms.entropy, parameters)
@@ -108,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
     table = np.array(rows)
     learning_rate = optimizer.param_groups[0]["lr"]
-    print(f"{config.env_id}, {args.checkpoint}: one update on a batch of {len(batch['actions'])}, "
+    print(f"{config.env_id}, {args.checkpoint}: one update on a batch of {len(batch)}, "
           f"learning rate {learning_rate:.3g}")
     print("| epoch | ‖g policy‖ | ‖g value‖ ours | ‖g value‖ SB3 | ‖g value‖ plain "
           "| clip factor ours | clip factor SB3 | clip factor plain | share |V − V_old| > ε |")

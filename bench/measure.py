@@ -15,7 +15,7 @@ import time
 def train_ours(config: dict, run_dir: str) -> dict:
     """Our trainer on `config`, logging into `run_dir`."""
     from agents.config import config_from_dict
-    from agents.trainer import train
+    from agents.run.trainer import train
 
     started = time.time()
     train_config = config_from_dict({**config, "run_dir": run_dir})
@@ -91,67 +91,54 @@ def env_only(config: dict, steps: int) -> dict:
 
 
 def learner_only(config: dict, updates: int) -> dict:
-    """ppo_update alone, as the trainer calls it (network, threads, precision, Adam), on a batch of
-    the config's shape: one rollout of the untrained policy, collected before the clock starts.
-    Before each update the batch's log-probs and values are recomputed (untimed), so every update
-    starts at ratio 1 as in training (this matters with target_kl). One warm-up update is untimed.
+    """ppo_update alone, built by the trainer's own set-up (agents/run/setup.py: network, threads,
+    precision, Adam, minibatch sampler), on a batch of the config's shape: one segment of the
+    untrained policy, collected before the clock starts. Before each update the batch's
+    log-probs and values are recomputed (untimed), so every update starts at ratio 1 as in
+    training (this matters with target_kl). One warm-up update is untimed.
     Returns samples × epochs processed per second."""
-    import numpy as np
     import torch
 
-    from agents.build import build_agent, resolve_device, resolve_precision
     from agents.config import config_from_dict
-    from agents.ppo import ppo_update
-    from agents.rollout import collect_rollout, obs_to_tensor
-    from agents.rollout_storage import RolloutStorage
-    from agents.trainer import default_torch_threads, seed_everything
-    from agents.transformer import TransformerActorCritic
+    from agents.core.update import ShuffledMinibatches, ppo_update
+    from agents.networks.build import resolve_device
+    from agents.networks.transformer import TransformerActorCritic
+    from agents.run import setup
+    from agents.run.collectors import SegmentCollector
     from envs.vector import make_vector_env
 
     started = time.time()
     train_config = config_from_dict(config)
     ppo = train_config.ppo
-    seed_everything(train_config.seed)
+    setup.seed_everything(train_config.seed)
     device = resolve_device(train_config.device)
     envs = make_vector_env(train_config)
     try:
-        space = envs.single_observation_space
-        agent = build_agent(train_config, space, int(envs.single_action_space.n)).to(device)
-        torch.set_num_threads(train_config.torch_threads or default_torch_threads(agent))
-        agent.autocast_dtype = resolve_precision(train_config.precision, agent, device)
-        storage = RolloutStorage(
-            ppo.num_steps, train_config.env.num_envs, space.shape,
-            torch.from_numpy(np.zeros(0, dtype=space.dtype)).dtype, device,
+        agent = setup.make_agent(train_config, envs, device)
+        collector = SegmentCollector(
+            agent, envs, train_config, device, with_episodes=isinstance(agent, TransformerActorCritic)
         )
-        next_obs, _ = envs.reset(seed=train_config.seed)
+        collector.restart(train_config.seed)
         agent.eval()
-        obs = collect_rollout(
-            agent, envs, storage, obs_to_tensor(next_obs, device), lambda infos: None,
-            train_config.env.bootstrap_truncated,
-        )
-        with torch.inference_mode():
-            storage.compute_advantages(agent.value(obs), ppo.gamma, ppo.gae_lambda)
+        batch = collector.collect().batch
     finally:
         envs.close()
-    batch = storage.flatten()
-    if isinstance(agent, TransformerActorCritic):
-        batch["episode"] = storage.episode_ids().flatten()
-    optimizer = torch.optim.Adam(agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps)
-    generator = torch.Generator().manual_seed(train_config.seed)
-    penalty = ppo.kl_coef if ppo.loss == "kl_penalty" else None
+    optimizer = setup.make_optimizer(train_config, agent)
+    minibatches = ShuffledMinibatches(torch.Generator().manual_seed(train_config.seed))
+    penalty = ppo.kl_penalty_coef if ppo.loss == "kl_penalty" else None
     samples = epochs = 0.0
     loop_time = 0.0
     for update in range(updates + 1):
         agent.eval()
         with torch.no_grad():
-            logp, _, values = agent.evaluate_actions(batch["obs"], batch["actions"])
-        batch["logp"], batch["values"] = logp.float(), values.float()
+            logp, _, values = agent.evaluate_actions(batch.obs, batch.actions)
+        batch.logp, batch.values = logp.float(), values.float()
         agent.train()
         clock = time.perf_counter()
-        metrics = ppo_update(agent, optimizer, batch, ppo, ppo.clip_coef, penalty, generator)
+        metrics = ppo_update(agent, optimizer, batch, ppo, ppo.clip_coef, penalty, minibatches)
         if update > 0:  # update 0 warms up (allocations, kernel selection)
             loop_time += time.perf_counter() - clock
-            samples += batch["actions"].shape[0] * metrics["epochs_run"]
+            samples += len(batch) * metrics["epochs_run"]
             epochs += metrics["epochs_run"]
     return {
         "start_time": started,

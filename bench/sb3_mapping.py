@@ -55,7 +55,7 @@ class SB3Plan:
 
 def network_kind(config: TrainConfig, observation_space: gym.Space, num_actions: int) -> str:
     """The network our build_agent picks for this config (resolves network.kind auto)."""
-    from agents.build import is_token_space
+    from agents.networks.build import is_token_space
 
     if config.network.kind != "auto":
         return config.network.kind
@@ -167,7 +167,7 @@ def sb3_plan(config: TrainConfig, observation_space: gym.Space, num_actions: int
 
 def differences(config: TrainConfig, observation_space: gym.Space, num_actions: int) -> list[str]:
     """The differences between our run and SB3's that remain for this config (one line each)."""
-    from agents.build import bf16_supported, resolve_device
+    from agents.networks.build import bf16_supported, resolve_device
 
     ppo = config.ppo
     kind = network_kind(config, observation_space, num_actions)

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agents.cli import ArgumentParser, add_override_option, positive_int
+from agents.run.cli import ArgumentParser, add_override_option, positive_int
 from agents.config import ConfigError, TrainConfig, config_to_dict, load_config
 from bench.isolated import BenchError
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ale_py
 import gymnasium as gym
 
 from envs.atari_wrappers import (
@@ -14,10 +13,6 @@ from envs.atari_wrappers import (
     NoopResetWrapper,
     WarpFrameWrapper,
 )
-
-# Makes the ALE ids (`BreakoutNoFrameskip-v4`, `ALE/Breakout-v5`, ...) known to gymnasium.make.
-gym.register_envs(ale_py)
-
 
 def is_atari(env_id: str) -> bool:
     """True if `env_id` is registered with ale_py's AtariEnv as its entry point."""

@@ -3,7 +3,7 @@ vector-env interface: gymnasium SAME_STEP autoreset and raw-score episode statis
 
 `make_envpool_vector_env("BreakoutNoFrameskip-v4", ...)` takes the arguments of
 `envs.atari.make_atari` and returns an `EnvpoolAtariVectorEnv`, a `gymnasium.vector.VectorEnv`
-that agents/rollout.py and envs/vector.py `finished_episodes` consume unchanged:
+that agents/core/rollout.py and envs/vector.py `finished_episodes` consume unchanged:
 
 - observations: uint8 (frame_stack * channels, screen_size, screen_size), oldest frame first,
   the same layout as make_atari;

@@ -12,7 +12,7 @@ sentiment. This module adds what the pipeline needs around it:
   of the sentence shapes of `SentimentTask._completion`; tests check that it accepts every
   generated sentence, which pins the two together;
 - `CorpusTask`: the task with `demonstration` drawing from a fixed list of sentences, so
-  `agents.sft.sft_train` / `demonstration_batch` train on the corpus unchanged.
+  `agents.rlhf.sft.sft_train` / `demonstration_batch` train on the corpus unchanged.
 """
 
 from __future__ import annotations
@@ -158,7 +158,7 @@ def grammar_accepts(tokens: Sequence[int], grammar: SentimentGrammar | None = No
 class CorpusTask:
     """`task` whose demonstrations are drawn uniformly from fixed `sentences` (everything else
     delegates to `task`), so that SFT and the ptx term train on the corpus through
-    `agents.sft.demonstration_batch` unchanged."""
+    `agents.rlhf.sft.demonstration_batch` unchanged."""
 
     def __init__(self, task: SentimentTask, sentences: Sequence[Sequence[int]]) -> None:
         if not sentences:

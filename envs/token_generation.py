@@ -15,7 +15,7 @@ excludes EOS), plus `no_eos_penalty` (≤ 0) when the episode is truncated at `m
 generated tokens without an EOS. Reward on the last real step only is the RLHF convention: the
 per-token credit comes from the value head and GAE.
 
-Registered ids (after `import envs.token_generation`):
+Registered ids (envs/registry.py):
 - TokenGen/DigitSort-v0: kwargs k=5, max_new_tokens=k+1, no_eos_penalty=0.0.
 - TokenGen/Sentiment-v0: kwargs max_new_tokens=10, no_eos_penalty=0.0.
 """
@@ -143,11 +143,3 @@ def make_sentiment_env(
     """Sentiment: finish a sentence start; the reward is VADER's compound score of the sentence."""
     return TokenGenerationEnv(SentimentTask(), max_new_tokens, no_eos_penalty, render_mode)
 
-
-# Guarded so that a module reload does not make gymnasium warn about overriding the ids.
-for _env_id, _entry_point in (
-    ("TokenGen/DigitSort-v0", make_digit_sort_env),
-    ("TokenGen/Sentiment-v0", make_sentiment_env),
-):
-    if _env_id not in gym.registry:
-        gym.register(id=_env_id, entry_point=_entry_point)

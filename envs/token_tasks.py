@@ -2,7 +2,7 @@
 
 A task is the "game" behind `envs.token_generation.TokenGenerationEnv`: it owns a word-level
 tokenizer, samples prompts, scores completions (the only reward of an episode) and provides
-demonstrations for a supervised warm start (`agents/sft.py`).
+demonstrations for a supervised warm start (`agents/rlhf/sft.py`).
 
 Token ids shared by every task: PAD = 0 (right padding of observations; never inside a sequence)
 and EOS = 1 (the agent emits it to end its completion).

@@ -1,8 +1,7 @@
-"""Vector environments for training, built from the `env` section of a config."""
+"""Vector environments for training, built from a run's env id, seed and env options."""
 
 from __future__ import annotations
 
-import difflib
 from functools import partial
 from typing import Callable
 
@@ -11,54 +10,35 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from agents.config import ConfigError, EnvConfig, TrainConfig
 from envs.atari import is_atari, make_atari
+from envs.options import ConfigError, EnvOptions, GameSpec
 from envs.pixels import make_pixel_env
+from envs.registry import check_env_id
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise ConfigError for an id gymnasium does not know, naming the closest registered ids."""
-    if env_id in gym.registry:
-        return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
-    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-    raise ConfigError(f"unknown env id '{env_id}'{hint}")
-
-
-def is_pixel_game(env_id: str, env_cfg: EnvConfig) -> bool:
+def is_pixel_game(env_id: str, env_cfg: EnvOptions) -> bool:
     return env_cfg.pixels or is_atari(env_id)
 
 
-def make_single_env(env_id: str, env_cfg: EnvConfig) -> gym.Env:
+def make_single_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:
     """One training env: Atari preprocessing for ALE ids, warped and stacked renders with
     `pixels: true`, the plain env otherwise. Episode statistics (info["episode"]) are always
     recorded on the raw env, beneath reward clipping and life-loss terminals."""
-    frames = dict(screen_size=env_cfg.screen_size, grayscale=env_cfg.grayscale, frame_stack=env_cfg.frame_stack)
     if is_atari(env_id):
-        atari = env_cfg.atari
-        return make_atari(
-            env_id,
-            noop_max=atari.noop_max,
-            frame_skip=atari.frame_skip,
-            terminal_on_life_loss=atari.terminal_on_life_loss,
-            fire_reset=atari.fire_reset,
-            clip_reward=atari.clip_reward,
-            **frames,
-            **env_cfg.kwargs,
-        )
+        return make_atari(env_id, **env_cfg.atari.as_kwargs(), **env_cfg.frame_kwargs(), **env_cfg.kwargs)
     if env_cfg.pixels:
-        return make_pixel_env(env_id, **frames, **env_cfg.kwargs)
+        return make_pixel_env(env_id, **env_cfg.frame_kwargs(), **env_cfg.kwargs)
     return gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **env_cfg.kwargs))
 
 
-def _worker_env(env_id: str, env_cfg: EnvConfig) -> gym.Env:
+def _worker_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:
     # Each worker process gets one thread: OpenCV's own pool would otherwise fight the learner
     # for the same cores (see the oversubscription note in shared/notes/platform.md).
     cv2.setNumThreads(1)
     return make_single_env(env_id, env_cfg)
 
 
-def make_vector_env(config: TrainConfig) -> gym.vector.VectorEnv:
+def make_vector_env(config: GameSpec) -> gym.vector.VectorEnv:
     """A Sync or Async vector env (auto: Async for pixel games, whose steps are costly enough to
     pay for the inter-process traffic; Sync otherwise) of `env.num_envs` copies, in SAME_STEP autoreset mode.
 
@@ -67,7 +47,7 @@ def make_vector_env(config: TrainConfig) -> gym.vector.VectorEnv:
     transition is then a real one (NEXT_STEP mode would return one dummy reset transition per
     episode that has to be masked out of training, costing a step per episode: one in seven for
     short text-generation episodes) and env steps count the same way as in Stable-Baselines3.
-    Truncated episodes bootstrap from V(info["final_obs"]) (see agents/gae.py).
+    Truncated episodes bootstrap from V(info["final_obs"]) (see agents/core/gae.py).
     """
     env_cfg = config.env
     check_env_id(config.env_id)
@@ -98,10 +78,10 @@ def make_vector_env(config: TrainConfig) -> gym.vector.VectorEnv:
     return envs
 
 
-def _make_envpool(config: TrainConfig) -> gym.vector.VectorEnv:
+def _make_envpool(config: GameSpec) -> gym.vector.VectorEnv:
     """The same Atari preprocessing run by envpool (see envs/envpool_backend.py for the few
     places where its semantics differ from our wrappers)."""
-    env_cfg, atari = config.env, config.env.atari
+    env_cfg = config.env
     if not is_atari(config.env_id) or env_cfg.pixels:
         raise ConfigError(f"env.vector_backend: envpool runs Atari games only, not '{config.env_id}'")
     if env_cfg.kwargs:
@@ -112,17 +92,7 @@ def _make_envpool(config: TrainConfig) -> gym.vector.VectorEnv:
         raise ConfigError(f"env.vector_backend: envpool needs the envpool package ({exc})") from None
     try:
         return make_envpool_vector_env(
-            config.env_id,
-            env_cfg.num_envs,
-            config.seed,
-            noop_max=atari.noop_max,
-            frame_skip=atari.frame_skip,
-            terminal_on_life_loss=atari.terminal_on_life_loss,
-            fire_reset=atari.fire_reset,
-            clip_reward=atari.clip_reward,
-            screen_size=env_cfg.screen_size,
-            grayscale=env_cfg.grayscale,
-            frame_stack=env_cfg.frame_stack,
+            config.env_id, env_cfg.num_envs, config.seed, **env_cfg.atari.as_kwargs(), **env_cfg.frame_kwargs()
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

@@ -1,7 +1,7 @@
 """An independent evaluation loop for the tests: the env built by hand from envs.atari.make_atari or
-gymnasium.make (not through agents.evaluation), one plain loop per game.
+gymnasium.make (not through agents.run.evaluation), one plain loop per game.
 
-Same conventions as agents/evaluation.py so that results must be equal: episode i resets with
+Same conventions as agents/run/evaluation.py so that results must be equal: episode i resets with
 seed + i; sampled actions come from torch's global RNG seeded once with `seed`; in Atari games
 trained with life-loss terminals, a lost life is followed by NOOP, FIRE, RIGHT (what the
 training env did on its own). Atari scores are also checked against the raw env's

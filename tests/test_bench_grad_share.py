@@ -25,7 +25,7 @@ def test_value_losses_hand_computed():
 
 def test_runs_on_a_checkpoint(tmp_path, capsys):
     from agents.config import config_from_dict
-    from agents.trainer import train
+    from agents.run.trainer import train
 
     run = tmp_path / "run"
     config = config_from_dict(

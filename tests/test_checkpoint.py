@@ -6,10 +6,10 @@ import zipfile
 import pytest
 import torch
 
-from agents.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from agents.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.config import config_from_dict
-from agents.build import load_agent
-from agents.trainer import train
+from agents.run.checkpoint import load_agent
+from agents.run.trainer import train
 
 
 def test_save_load_round_trip_gives_identical_actions(tmp_path):

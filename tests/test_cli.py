@@ -89,7 +89,7 @@ def finished_run(tmp_path_factory) -> Path:
     import torch
 
     from agents.config import config_from_dict
-    from agents.trainer import train
+    from agents.run.trainer import train
 
     run = tmp_path_factory.mktemp("source") / "run"
     config = config_from_dict(
@@ -128,7 +128,7 @@ def unfinished_copy(source: Path, target: Path, checkpoints: tuple[str, ...] = (
 
 
 def edited_checkpoint(path: Path, edit) -> None:
-    from agents.checkpoint import load_checkpoint, save_checkpoint
+    from agents.run.checkpoint import load_checkpoint, save_checkpoint
 
     state = load_checkpoint(path)
     edit(state)

@@ -1,7 +1,7 @@
 """The same seed twice gives bit-identical parameters; another seed does not."""
 
 from agents.config import config_from_dict
-from agents.trainer import train
+from agents.run.trainer import train
 
 
 def final_parameters(tmp_path, name: str, seed: int):

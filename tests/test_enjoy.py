@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import enjoy
-from agents.checkpoint import load_checkpoint, save_checkpoint
-from agents.build import load_agent
+from agents.run.checkpoint import load_checkpoint, save_checkpoint
+from agents.run.checkpoint import load_agent
 from tests.reference_play import reference_play
 from tests.tiny_runs import tiny_run
 

@@ -1,4 +1,4 @@
-"""agents/evaluation.py and agents/video.py: evaluation envs, scores against an independent loop,
+"""agents/run/evaluation.py and agents/run/video.py: evaluation envs, scores against an independent loop,
 videos read back frame by frame, the trainer's clip and its TensorBoard record."""
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.config import TrainConfig
-from agents.evaluation import (
+from agents.run.evaluation import (
     RestartAfterLifeLossWrapper,
     eval_video_fps,
     make_eval_env,
     play_episodes,
     record_video_clip,
 )
-from agents.build import load_agent
-from agents.transformer import TransformerActorCritic
-from agents.video import log_video
+from agents.run.checkpoint import load_agent
+from agents.networks.transformer import TransformerActorCritic
+from agents.run.video import log_video
 from envs.atari_wrappers import ClipRewardWrapper, EpisodicLifeWrapper
 from envs.vector import make_single_env
 from tests.reference_play import reference_play

@@ -16,9 +16,9 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import agents.trainer
-from agents.checkpoint import load_checkpoint, update_checkpoints
-from agents.resume import find_resume_point
+import agents.run.trainer
+from agents.run.checkpoint import load_checkpoint, update_checkpoints
+from agents.run.resume import find_resume_point
 
 REPO = Path(__file__).resolve().parent.parent
 BATCH = 2 * 32  # env steps per update of TINY
@@ -74,14 +74,14 @@ def last_logged_step(event_file: Path, tag: str = "train/loss") -> int:
 
 def poison(kind: str):
     """A ppo_update that goes wrong at update 3 in the way `kind` names."""
-    real_update = agents.trainer.ppo_update
+    real_update = agents.run.trainer.ppo_update
     calls = []
 
     def update(agent, optimizer, batch, *args, **kwargs):
         calls.append(1)
         if len(calls) == 3 and kind == "gradient":
-            batch["returns"] = batch["returns"].clone()  # rollout tensors are inference tensors
-            batch["returns"][0] = float("nan")  # NaN value loss → NaN gradients in the critic
+            batch.returns = batch.returns.clone()  # rollout tensors are inference tensors
+            batch.returns[0] = float("nan")  # NaN value loss → NaN gradients in the critic
         metrics = real_update(agent, optimizer, batch, *args, **kwargs)
         if len(calls) == 3 and kind == "parameter":
             with torch.no_grad():
@@ -102,7 +102,7 @@ NON_FINITE = {
 
 @pytest.mark.parametrize("kind", list(NON_FINITE))
 def test_non_finite_numbers_stop_the_run_and_keep_the_last_good_checkpoint(kind, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(agents.trainer, "ppo_update", poison(kind))
+    monkeypatch.setattr(agents.run.trainer, "ppo_update", poison(kind))
     config = write_config(tmp_path / "config.yaml")
     run = tmp_path / "run"
     status, out, err = main_in_process(capsys, "--config", str(config), "--no-progress", f"run_dir={run}")

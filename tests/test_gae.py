@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from agents.gae import compute_gae
+from agents.core.gae import compute_gae
 
 GAMMA, LAMBDA = 0.9, 0.5
 

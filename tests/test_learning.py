@@ -8,8 +8,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import tests.toy_envs  # noqa: F401  (registers tests/Identity-v0)
 from agents.config import config_from_dict, load_config
-from agents.build import load_agent
-from agents.trainer import train
+from agents.run.checkpoint import load_agent
+from agents.run.trainer import train
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from agents.ppo import AdaptiveKLCoefficient, ppo_loss
+from agents.core.loss import ppo_loss
+from agents.core.schedules import KLPenaltyCoefficient
 
 OLD_LOGP = torch.log(torch.tensor([0.4, 0.3]))
 NEW_LOGP = torch.log(torch.tensor([0.5, 0.3]))  # ratios r = [1.25, 1.0]
@@ -70,7 +71,7 @@ def test_gradient_points_towards_higher_advantage_actions():
 
 
 def test_adaptive_kl_coefficient_doubles_and_halves():
-    beta = AdaptiveKLCoefficient(initial=1.0, target=0.01)
+    beta = KLPenaltyCoefficient(initial=1.0, target=0.01)
     assert beta.update(0.02) == 2.0  # > 1.5·target
     assert beta.update(0.01) == 2.0  # within the band
     assert beta.update(0.005) == 1.0  # < target/1.5

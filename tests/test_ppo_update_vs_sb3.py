@@ -17,8 +17,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-import agents.ppo
-from agents.cnn import CNNActorCritic
+from agents.core.batch import Batch
+from agents.core.update import ppo_update
+from agents.networks.cnn import CNNActorCritic
 from agents.config import PPOConfig
 
 SAMPLES, MINIBATCHES, EPOCHS = 64, 4, 4
@@ -32,15 +33,14 @@ class _SpacesOnly(gym.Env):
     observation_space, action_space = OBS_SPACE, ACTION_SPACE
 
 
-def _batch(agent: CNNActorCritic) -> dict[str, torch.Tensor]:
+def _batch(agent: CNNActorCritic) -> Batch:
     generator = torch.Generator().manual_seed(3)
     obs = torch.randint(0, 256, (SAMPLES, *OBS_SPACE.shape), dtype=torch.uint8, generator=generator)
     with torch.no_grad():
         actions = torch.distributions.Categorical(logits=agent(obs)[0]).sample()
         logp, _, values = agent.evaluate_actions(obs, actions)
     advantages = torch.randn(SAMPLES, generator=generator)
-    return {"obs": obs, "actions": actions, "logp": logp, "values": values,
-            "advantages": advantages, "returns": values + advantages}
+    return Batch(obs, actions, logp, values, advantages, values + advantages)
 
 
 def test_one_update_matches_stable_baselines3(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -65,11 +65,11 @@ def test_one_update_matches_stable_baselines3(monkeypatch: pytest.MonkeyPatch) -
         for theirs, mine in zip(sb3_params, ours.parameters()):
             theirs.copy_(mine)
     buffer = sb3.rollout_buffer
-    buffer.observations[:] = batch["obs"].numpy()[:, None]
-    buffer.actions[:] = batch["actions"].numpy()[:, None, None]
+    buffer.observations[:] = batch.obs.numpy()[:, None]
+    buffer.actions[:] = batch.actions.numpy()[:, None, None]
     for name, field in (("logp", "log_probs"), ("values", "values"), ("advantages", "advantages"),
                         ("returns", "returns")):
-        getattr(buffer, field)[:] = batch[name].numpy()[:, None]
+        getattr(buffer, field)[:] = getattr(batch, name).numpy()[:, None]
     buffer.full, buffer.generator_ready = True, False
     sb3.set_logger(Logger(folder=None, output_formats=[]))  # values kept in memory, nothing written
     np.random.seed(11)
@@ -78,10 +78,9 @@ def test_one_update_matches_stable_baselines3(monkeypatch: pytest.MonkeyPatch) -
 
     np.random.seed(11)
     orders = iter([torch.as_tensor(np.random.permutation(SAMPLES)) for _ in range(EPOCHS)])
-    monkeypatch.setattr(agents.ppo, "_minibatch_indices",
-                        lambda batch, n, generator: list(torch.tensor_split(next(orders), n)))
+    sb3_order = lambda batch, n: list(torch.tensor_split(next(orders), n))  # noqa: E731
     optimizer = torch.optim.Adam(ours.parameters(), lr=config.learning_rate, eps=config.adam_eps)
-    metrics = agents.ppo.ppo_update(ours, optimizer, batch, config, config.clip_coef, None, torch.Generator())
+    metrics = ppo_update(ours, optimizer, batch, config, config.clip_coef, None, sb3_order)
 
     moved = max((p - q).abs().max().item() for p, q in zip(ours.parameters(), initial))
     assert moved > 1e-4  # the update did something, so the comparison below can fail

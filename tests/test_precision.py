@@ -12,10 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.build import bf16_supported
-from agents.cnn import CNNActorCritic
+from agents.networks.build import bf16_supported
+from agents.networks.cnn import CNNActorCritic
 from agents.config import PPOConfig
-from agents.ppo import ppo_loss, ppo_update
+from agents.core.batch import Batch
+from agents.core.loss import ppo_loss
+from agents.core.update import ShuffledMinibatches, ppo_update
 from envs.atari import make_atari
 
 pytestmark = pytest.mark.skipif(
@@ -37,14 +39,14 @@ def batch():
     env.close()
     generator = torch.Generator().manual_seed(0)
     n = len(frames)
-    return {
-        "obs": torch.as_tensor(np.stack(frames)),
-        "actions": torch.randint(0, 4, (n,), generator=generator),
-        "logp": torch.log(torch.full((n,), 0.25)) + 0.05 * torch.randn(n, generator=generator),
-        "values": 0.1 * torch.randn(n, generator=generator),
-        "advantages": torch.randn(n, generator=generator),
-        "returns": torch.randn(n, generator=generator),
-    }
+    return Batch(
+        obs=torch.as_tensor(np.stack(frames)),
+        actions=torch.randint(0, 4, (n,), generator=generator),
+        logp=torch.log(torch.full((n,), 0.25)) + 0.05 * torch.randn(n, generator=generator),
+        values=0.1 * torch.randn(n, generator=generator),
+        advantages=torch.randn(n, generator=generator),
+        returns=torch.randn(n, generator=generator),
+    )
 
 
 def make_agent(dtype):
@@ -55,9 +57,9 @@ def make_agent(dtype):
 
 
 def loss_and_gradient(agent, batch):
-    new_logp, entropy, new_values = agent.evaluate_actions(batch["obs"], batch["actions"])
+    new_logp, entropy, new_values = agent.evaluate_actions(batch.obs, batch.actions)
     terms = ppo_loss(
-        new_logp, batch["logp"], batch["advantages"], new_values, batch["values"], batch["returns"], entropy,
+        new_logp, batch.logp, batch.advantages, new_values, batch.values, batch.returns, entropy,
         clip_coef=0.1, vf_coef=0.5, ent_coef=0.01,
     )
     agent.zero_grad()
@@ -87,7 +89,7 @@ def test_bf16_update_moves_the_weights_like_fp32(one_torch_thread, batch):
         agent = copy.deepcopy(start)
         agent.autocast_dtype = dtype
         optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
-        ppo_update(agent, optimizer, batch, config, 0.1, None, torch.Generator().manual_seed(1))
+        ppo_update(agent, optimizer, batch, config, 0.1, None, ShuffledMinibatches(torch.Generator().manual_seed(1)))
         ends[dtype] = torch.cat([p.detach().flatten() for p in agent.parameters()])
     initial = torch.cat([p.detach().flatten() for p in start.parameters()])
     fp32_step, bf16_step = ends[None] - initial, ends[torch.bfloat16] - initial

@@ -20,12 +20,12 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
+from agents.run.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
 from agents.config import config_from_dict
-from agents.logger import TrainingLogger
-from agents.resume import env_reset_seed, find_resume_point
-from agents.rollout import obs_to_tensor
-from agents.trainer import _Trainer, train
+from agents.run.logger import TrainingLogger
+from agents.run.resume import env_reset_seed, find_resume_point
+from agents.run.collectors import SegmentCollector
+from agents.run.trainer import train
 
 CARTPOLE = {
     "env_id": "CartPole-v1",
@@ -117,18 +117,18 @@ def test_resumed_run_ends_bit_for_bit_where_a_run_restarting_its_episodes_there_
     """Run A trains six updates, restarting its episodes after update 3 exactly as a resume does;
     run B is A's run dir as a crash after update 3 leaves it, resumed. Everything a checkpoint
     holds must round-trip for B to end with A's weights, Adam state, generators and logs."""
-    restarted = []
+    restarted, collected = [], []
 
-    def restart_episodes_after_update_3(self, storage, obs, logger, stop):
-        if self.snapshot is not None and self.snapshot["update"] == 3 and not restarted:
-            next_obs, _ = self.envs.reset(seed=env_reset_seed(self.config.seed, 3))
-            obs = obs_to_tensor(next_obs, self.device)
+    def restart_episodes_after_update_3(self):
+        if len(collected) == 3 and not restarted:
+            self.restart(env_reset_seed(self.config.seed, 3))
             restarted.append(True)
-        return original(self, storage, obs, logger, stop)
+        collected.append(True)
+        return original(self)
 
-    original = _Trainer._ppo_batch
+    original = SegmentCollector.collect
     with monkeypatch.context() as patch:
-        patch.setattr(_Trainer, "_ppo_batch", restart_episodes_after_update_3)
+        patch.setattr(SegmentCollector, "collect", restart_episodes_after_update_3)
         result_a = train(run_config(CARTPOLE, tmp_path / "a"), progress=False)
     assert restarted
 

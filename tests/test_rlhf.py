@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.build import build_agent
+from agents.networks.build import build_agent
 from agents.config import config_from_dict
-from agents.grpo import group_advantages
-from agents.ppo import ppo_loss
-from agents.rlhf import AdaptiveKLController, kl_penalised_rewards
-from agents.rollout import collect_rollout
-from agents.rollout_storage import RolloutStorage
+from agents.rlhf.grpo import group_advantages
+from agents.core.loss import ppo_loss
+from agents.rlhf.reference import AdaptiveKLController, kl_penalised_rewards
+from agents.core.rollout import collect_rollout
+from agents.core.storage import RolloutStorage
 from envs.vector import make_vector_env
 
 # π (policy) and π_ref over 4 tokens, with probabilities in eighths so that a batch of 8 samples

@@ -13,8 +13,8 @@ import torch
 from torch.nn import functional as F
 
 from agents.config import load_config
-from agents.ptx import PtxTerm, ptx_loss
-from agents.reward_model import (
+from agents.rlhf.ptx import PtxTerm, ptx_loss
+from agents.rlhf.reward_model import (
     RewardModel,
     bradley_terry_loss,
     label_pairs,
@@ -22,17 +22,13 @@ from agents.reward_model import (
     rm_tokens,
     train_reward_model,
 )
-from agents.rlhf_pipeline import (
-    DONE_MARKER,
-    PipelineConfig,
-    RewardModelEnv,
-    run_pipeline,
-    run_stage,
-    sample_completions,
-    stage_dir,
-)
-from agents.sft import demonstration_batch
-from agents.transformer import TransformerActorCritic
+from agents.config import PipelineConfig
+from agents.rlhf.evaluation import sample_completions
+from agents.rlhf.reward_model import RewardModelEnv
+from agents.run.pipeline import run_pipeline
+from agents.run.stages import DONE_MARKER, run_stage, stage_dir
+from agents.rlhf.sft import demonstration_batch
+from agents.networks.transformer import TransformerActorCritic
 from envs.sentiment_corpus import CorpusTask, SentimentGrammar, build_corpus, grammar_accepts, split_prompts
 from envs.token_generation import TokenGenerationEnv
 from envs.token_tasks import EOS_ID, PAD_ID, SentimentTask

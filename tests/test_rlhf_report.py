@@ -1,15 +1,25 @@
-"""The whole RLHF pipeline at toy size (every stage, PPO-ptx included) and rlhf_report.py on it."""
+"""The whole RLHF pipeline at toy size (every stage, PPO-ptx included), rlhf_report.py on it, and
+the PPO stage's run dir used as any run dir (enjoy.py, train.py --resume) by a fresh process."""
 
 import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.image
 import pytest
 
 import rlhf_report
 from agents.config import PipelineConfig, load_config
-from agents.rlhf_pipeline import run_pipeline
+from agents.run.checkpoint import load_checkpoint
+from agents.run.pipeline import run_pipeline
+from agents.run.stages import PPO_RUN
 
-TINY = ["rlhf.sft_steps=40", "network.d_model=32", "network.n_layers=1", "total_timesteps=1024", "ppo.num_steps=16"]
+TINY = ["rlhf.sft_steps=40", "network.d_model=32", "network.n_layers=1", "total_timesteps=1024", "ppo.num_steps=16",
+        "rlhf.ptx_coef=0.5", "rlhf.ptx_batch_size=8",
+        "checkpoint_interval=1"]
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +28,7 @@ def pipeline_run(tmp_path_factory):
     config = load_config("configs/rlhf_sentiment.yaml", [f"run_dir={run_dir}", *TINY])
     pipeline = PipelineConfig(
         enabled=True, corpus_size=200, rm_pairs=64, rm_held_out_pairs=32, rm_steps=10, rm_batch_size=16,
-        eval_samples_per_prompt=2, ptx_coef=0.5, ptx_batch_size=8,
+        eval_samples_per_prompt=2,
     )
     summaries = run_pipeline(config, pipeline, progress=False)
     return run_dir, summaries
@@ -61,3 +71,33 @@ def test_report_refuses_an_unfinished_run_and_writes_nothing(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "eval" in err[0]
     assert not out.exists()
+
+
+def fresh_process(*argv: str) -> subprocess.CompletedProcess:
+    """A script run as a user runs it: a new interpreter, which has imported nothing yet (so env
+    ids registered only as a side effect of some other import are unknown there)."""
+    return subprocess.run([sys.executable, *argv], cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+def test_enjoy_plays_the_ppo_stage_of_a_pipeline_run(pipeline_run):
+    run_dir, _ = pipeline_run
+    result = fresh_process("enjoy.py", str(run_dir / PPO_RUN), "--episodes", "2")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert "env=TokenGen/SentimentRM-v0" in lines[0]
+    assert [line.split()[0] for line in lines[1:3]] == ["episode=0", "episode=1"]
+    assert lines[-1].startswith("mean_return=") and lines[-1].endswith("episodes=2")
+
+
+def test_train_resumes_the_ppo_stage_of_a_pipeline_run(pipeline_run, tmp_path):
+    run_dir, summaries = pipeline_run
+    crashed = tmp_path / "ppo"  # the stage's run dir as a crash after its first update leaves it
+    shutil.copytree(run_dir / PPO_RUN, crashed)
+    for path in (crashed / "checkpoints").iterdir():
+        if path.name != "update_000001.pt":
+            path.unlink()
+    result = fresh_process("train.py", "--resume", str(crashed), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    final = load_checkpoint(crashed / "checkpoints" / "final.pt")
+    assert final["global_step"] == summaries["ppo"]["global_step"]
+    assert final["config"]["env_id"] == "TokenGen/SentimentRM-v0"

@@ -3,10 +3,10 @@
 import torch
 
 import tests.toy_envs  # noqa: F401  (registers tests/Counter-v0: obs = step count, time limit 3)
-from agents.actor_critic import ActorCritic
+from agents.networks.actor_critic import ActorCritic
 from agents.config import config_from_dict
-from agents.rollout_storage import RolloutStorage
-from agents.rollout import collect_rollout
+from agents.core.storage import RolloutStorage
+from agents.core.rollout import collect_rollout
 from envs.vector import finished_episodes, make_vector_env
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from agents.sft import demonstration_batch, evaluate_cross_entropy, sft_train
-from agents.transformer import TransformerActorCritic
+from agents.rlhf.sft import demonstration_batch, evaluate_cross_entropy, sft_train
+from agents.networks.transformer import TransformerActorCritic
 from envs.token_generation import make_digit_sort_env
 from envs.token_tasks import EOS_ID, DigitSortTask, SentimentTask
 

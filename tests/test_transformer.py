@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import envs.token_generation  # noqa: F401  (registers the TokenGen/* ids)
-from agents.actor_critic import ActorCritic
-from agents.transformer import TransformerActorCritic
+from agents.networks.actor_critic import ActorCritic
+from agents.networks.transformer import TransformerActorCritic
 
 VOCAB, MAX_LEN, PAD = 17, 12, 0
 ATOL = 1e-5

@@ -7,7 +7,7 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from agents.config import config_from_dict
-from agents.trainer import train
+from agents.run.trainer import train
 from tests.test_evaluation import read_mp4
 
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # CartPole renders with pygame; no screen here

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from agents.config import config_from_dict
-from agents.trainer import train
+from agents.run.trainer import train
 
 TINY_CONFIGS: dict[str, dict] = {
     "cartpole": {

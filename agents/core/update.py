@@ -1,0 +1,120 @@
+"""The PPO update: several epochs of shuffled minibatch gradient steps on one rollout batch."""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol
+
+import torch
+from torch import nn
+
+from agents.config import PPOConfig
+from agents.core.batch import Batch
+from agents.core.loss import explained_variance, ppo_loss
+from agents.networks.actor_critic import ActorCritic
+
+LOGGED_TERMS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+
+
+class MinibatchSampler(Protocol):
+    """Splits a batch into minibatches (index tensors) for one epoch; every sample once."""
+
+    def __call__(self, batch: Batch, num_minibatches: int) -> list[torch.Tensor]: ...
+
+
+class ShuffledMinibatches:
+    """A fresh random split per epoch, drawn from `generator` (checkpointed by the trainer), of
+    samples, or of whole episodes when the batch has episode ids."""
+
+    def __init__(self, generator: torch.Generator) -> None:
+        self.generator = generator
+
+    def __call__(self, batch: Batch, num_minibatches: int) -> list[torch.Tensor]:
+        if batch.episode is None:
+            order = torch.randperm(len(batch), generator=self.generator)
+            # tensor_split covers every sample even when the batch does not divide evenly.
+            return list(torch.tensor_split(order, num_minibatches))
+        episode_ids, episode_of_sample = torch.unique(batch.episode, return_inverse=True)
+        episode_order = torch.randperm(len(episode_ids), generator=self.generator)
+        minibatch_of_episode = torch.empty_like(episode_order)
+        for number, chunk in enumerate(torch.tensor_split(episode_order, num_minibatches)):
+            minibatch_of_episode[chunk] = number
+        minibatch_of_sample = minibatch_of_episode[episode_of_sample]
+        minibatches = [torch.nonzero(minibatch_of_sample == n).squeeze(1) for n in range(num_minibatches)]
+        return [idx for idx in minibatches if len(idx)]
+
+
+def ppo_update(
+    agent: ActorCritic,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    config: PPOConfig,
+    clip_coef: float,
+    kl_coef: float | None,
+    minibatches: MinibatchSampler,
+    ref_kl_coef: float = 0.0,
+    extra_loss: Callable[[], torch.Tensor] | None = None,
+) -> dict[str, float]:
+    """`config.update_epochs` passes over `batch`, one Adam step per minibatch of `minibatches`.
+
+    Each step minimises ppo_loss (agents/core/loss.py) with advantages normalised per minibatch,
+    then clips the global gradient norm; with `target_kl`, the epochs stop early once the
+    approximate KL passes it. `kl_coef`: β of the KL-penalty loss (None: clipped surrogate);
+    `ref_kl_coef`: weight of the KL-to-reference term, when the batch has ref_logp.
+    `extra_loss`, if given, is called once per minibatch and its value added to that minibatch's
+    loss before the backward pass (PPO-ptx: agents/rlhf/ptx.py); its mean is returned as
+    "extra_loss". Returns the mean of each logged quantity over the minibatches, and
+    "approx_kl_last_epoch": the mean approximate KL over the last epoch's minibatches only, which
+    is what Stable-Baselines3 logs as train/approx_kl. In training the KL grows over the epochs
+    from 0 at the first minibatch, so the all-epoch mean "approx_kl" is typically the smaller
+    number (about half on Pong).
+    """
+    sums: dict[str, float] = {}
+    count = 0
+    stop = False
+    for _ in range(config.update_epochs):
+        epoch_kls: list[float] = []
+        for idx in minibatches(batch, config.num_minibatches):
+            new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx])
+            advantages = batch.advantages[idx]
+            if config.norm_adv and advantages.numel() > 1:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            terms = ppo_loss(
+                new_logp,
+                batch.logp[idx],
+                advantages,
+                new_values,
+                batch.values[idx],
+                batch.returns[idx],
+                entropy,
+                clip_coef=clip_coef,
+                vf_coef=config.vf_coef,
+                ent_coef=config.ent_coef,
+                clip_value_loss=config.clip_value_loss,
+                kl_coef=kl_coef,
+                ref_logp=batch.ref_logp[idx] if batch.ref_logp is not None else None,
+                ref_kl_coef=ref_kl_coef,
+            )
+            loss = terms.loss
+            if extra_loss is not None:
+                extra = extra_loss()
+                loss = loss + extra
+                sums["extra_loss"] = sums.get("extra_loss", 0.0) + extra.item()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+            optimizer.step()
+
+            for name in LOGGED_TERMS:
+                sums[name] = sums.get(name, 0.0) + getattr(terms, name).item()
+            epoch_kls.append(terms.approx_kl.item())
+            count += 1
+            if config.target_kl is not None and float(terms.approx_kl) > config.target_kl:
+                stop = True
+                break
+        if stop:
+            break
+    metrics = {name: total / count for name, total in sums.items()}
+    metrics["approx_kl_last_epoch"] = sum(epoch_kls) / len(epoch_kls)
+    metrics["explained_variance"] = explained_variance(batch.values, batch.returns)
+    metrics["epochs_run"] = float(count) / config.num_minibatches
+    return metrics

@@ -1,0 +1,60 @@
+"""Actor-critic MLP for vector (Box) or discrete observations."""
+
+from __future__ import annotations
+
+import math
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from agents.networks.actor_critic import ActorCritic, layer_init
+
+ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        layers += [layer_init(nn.Linear(n_in, n_out), math.sqrt(2)), ACTIVATIONS[activation]()]
+    return nn.Sequential(*layers)
+
+
+class MLPActorCritic(ActorCritic):
+    """π(a|s) and V(s) from a flat observation.
+
+    Discrete observations are one-hot encoded (an integer id carries no order). With
+    `shared_trunk=False` the policy and the value have separate hidden layers, which is what
+    works best on classic-control tasks; heads are initialised with gains 0.01 and 1.0.
+    """
+
+    def __init__(
+        self,
+        observation_space: gym.Space,
+        num_actions: int,
+        hidden_sizes: list[int],
+        activation: str = "tanh",
+        shared_trunk: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(observation_space, gym.spaces.Discrete):
+            self.num_categories: int | None = int(observation_space.n)
+            in_features = self.num_categories
+        else:
+            self.num_categories = None
+            in_features = int(np.prod(observation_space.shape))
+        sizes = [in_features, *hidden_sizes]
+        self.policy_trunk = _mlp(sizes, activation)
+        self.value_trunk = self.policy_trunk if shared_trunk else _mlp(sizes, activation)
+        self.policy_head = layer_init(nn.Linear(sizes[-1], num_actions), 0.01)
+        self.value_head = layer_init(nn.Linear(sizes[-1], 1), 1.0)
+
+    def _features(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.num_categories is not None:
+            return nn.functional.one_hot(obs.long().reshape(-1), self.num_categories).float()
+        return obs.reshape(obs.shape[0], -1).float()
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self._features(obs)
+        return self.policy_head(self.policy_trunk(x)), self.value_head(self.value_trunk(x)).squeeze(-1)

@@ -1,0 +1,1 @@
+"""RLHF on the PPO core: reference policy and its KL, SFT, reward model, PPO-ptx, GRPO."""

@@ -1,0 +1,117 @@
+"""Training logs: TensorBoard scalars under Stable-Baselines3's tag names, and a progress bar."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from agents.config import flatten_dict
+
+
+def markdown_table(rows: dict[str, object]) -> str:
+    lines = ["| parameter | value |", "|---|---|"]
+    lines += [f"| {key} | {value} |" for key, value in rows.items()]
+    return "\n".join(lines)
+
+
+def train_scalars(metrics: dict[str, float], lr: float, clip_coef: float, ptx=None) -> dict[str, float]:
+    """The train/* scalars of one update, under Stable-Baselines3's tags and definitions (see
+    bench/README.md for what each means in either library); `ptx`: the PPO-ptx term, if any."""
+    scalars = {
+        "train/learning_rate": lr,
+        "train/clip_range": clip_coef,
+        "train/loss": metrics["loss"],
+        "train/policy_gradient_loss": metrics["policy_loss"],
+        "train/value_loss": metrics["value_loss"],
+        "train/entropy_loss": -metrics["entropy"],  # SB3 logs the negated entropy
+        "train/approx_kl": metrics["approx_kl_last_epoch"],  # SB3's definition
+        "train/clip_fraction": metrics["clip_fraction"],
+        "train/explained_variance": metrics["explained_variance"],
+        "train/epochs_run": metrics["epochs_run"],
+    }
+    if ptx is not None:
+        scalars["train/ptx_loss"] = metrics["extra_loss"]
+        scalars["train/ptx_log_likelihood"] = ptx.last_log_likelihood
+    return scalars
+
+
+class TrainingLogger:
+    """Keeps the last `window` episodes, writes scalars against env steps, drives the progress bar.
+
+    Tags match Stable-Baselines3 (rollout/ep_rew_mean, train/approx_kl, time/fps, ...) so that runs
+    of both libraries overlay in one TensorBoard.
+    """
+
+    def __init__(
+        self,
+        log_dir: Path,
+        total_timesteps: int,
+        window: int,
+        progress: bool,
+        start_step: int = 0,
+        purge_step: int | None = None,
+    ) -> None:
+        # purge_step (resumed runs): TensorBoard hides the points at steps >= purge_step written
+        # earlier, by the process that crashed after its last checkpoint, so the curve has neither
+        # duplicates nor points of a discarded future.
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+        self.returns: deque[float] = deque(maxlen=window)
+        self.lengths: deque[int] = deque(maxlen=window)
+        self.episodes = 0
+        self.start_time = time.time()
+        self.start_step = start_step  # time/fps counts the steps of this process only
+        self.bar = tqdm(total=total_timesteps, initial=start_step, unit="step", disable=not progress, dynamic_ncols=True)
+        self.closed = False
+
+    def state_dict(self) -> dict:
+        """The episode window behind rollout/ep_rew_mean, for checkpoints (plain lists and ints)."""
+        return {"returns": list(self.returns), "lengths": list(self.lengths), "episodes": self.episodes}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.returns.clear()
+        self.lengths.clear()
+        self.returns.extend(float(r) for r in state["returns"])
+        self.lengths.extend(int(n) for n in state["lengths"])
+        self.episodes = int(state["episodes"])
+
+    def log_hyperparameters(self, config: dict) -> None:
+        self.writer.add_text("hyperparameters", markdown_table(flatten_dict(config)), 0)
+
+    def add_episodes(self, episodes: list[tuple[float, int]]) -> None:
+        for episode_return, length in episodes:
+            self.returns.append(episode_return)
+            self.lengths.append(length)
+            self.episodes += 1
+
+    @property
+    def mean_return(self) -> float:
+        return float(np.mean(self.returns)) if self.returns else float("nan")
+
+    def log_update(self, global_step: int, metrics: dict[str, float]) -> None:
+        """Write the rollout and train scalars of one update at x = global env steps."""
+        elapsed = max(time.time() - self.start_time, 1e-9)
+        fps = (global_step - self.start_step) / elapsed
+        scalars = {"time/fps": fps, **metrics}
+        if self.returns:
+            scalars["rollout/ep_rew_mean"] = self.mean_return
+            scalars["rollout/ep_len_mean"] = float(np.mean(self.lengths))
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, global_step)
+        # On disk after every update (a few hundred bytes): a killed run then loses no point up to
+        # its last checkpoint, and a resumed curve joins the old one without a gap.
+        self.writer.flush()
+        self.bar.update(global_step - self.bar.n)
+        self.bar.set_postfix(sps=f"{fps:.0f}", ep_rew_mean=f"{self.mean_return:.2f}", refresh=False)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.bar.close()
+        self.writer.flush()
+        self.writer.close()

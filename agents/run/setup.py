@@ -1,0 +1,169 @@
+"""The pieces a training run is built from, each made by one function: the agent (network,
+threads, precision), the optimizer, the warm start and the reference policy, the PPO-ptx term,
+the collector and the callbacks. bench/ builds its measurements from the same functions.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch.utils.tensorboard import SummaryWriter
+
+from agents.config import ConfigError, TrainConfig
+from agents.networks.actor_critic import ActorCritic
+from agents.networks.build import build_agent, resolve_precision
+from agents.networks.cnn import CNNActorCritic
+from agents.networks.transformer import TransformerActorCritic
+from agents.rlhf.ptx import PtxTerm
+from agents.rlhf.reference import AdaptiveKLController, ReferencePolicy, frozen_copy
+from agents.rlhf.sft import sft_train
+from agents.run.callbacks import Callback, CheckpointEvery, TextSamplesEvery, VideoEvery
+from agents.run.checkpoint import load_checkpoint
+from agents.run.collectors import EpisodeRecorder, GroupCollector, SegmentCollector
+from agents.run.faults import GuardedEnv
+from envs.registry import is_token_env
+from envs.sentiment_corpus import CorpusTask, SentimentCorpus
+from envs.token_tasks import SentimentTask
+from envs.vector import make_single_env, make_vector_env
+
+Envs = gym.vector.VectorEnv | list[gym.Env]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_training_envs(config: TrainConfig) -> Envs:
+    """A vector env for PPO; for GRPO, which plays exactly one completion per env per round with
+    prompts shared within a group, plain envs that its collector drives itself."""
+    envs = make_vector_env(config)
+    if config.algo == "grpo":
+        envs.close()
+        return [make_single_env(config.env_id, config.env) for _ in range(config.env.num_envs)]
+    return envs
+
+
+def guard_envs(envs: Envs, env_id: str) -> Envs:
+    """Every env call through a guard that names the env when it raises or its worker dies."""
+    if isinstance(envs, list):
+        return [GuardedEnv(env, env_id, i) for i, env in enumerate(envs)]
+    return GuardedEnv(envs, env_id)
+
+
+def spaces_of(envs: Envs) -> tuple[gym.Space, gym.Space]:
+    """(observation space, action space) of one env."""
+    if isinstance(envs, list):
+        return envs[0].observation_space, envs[0].action_space
+    return envs.single_observation_space, envs.single_action_space
+
+
+def default_torch_threads(agent: ActorCritic) -> int:
+    """One thread per core for CNNs (big convolutions split well); one thread for MLPs and the
+    small transformer, whose matmuls are too small to split: with 2 threads on a busy 2-core
+    machine their update ran 8× slower (oversubscription, see shared/notes/platform.md)."""
+    return (os.cpu_count() or 1) if isinstance(agent, CNNActorCritic) else 1
+
+
+def make_agent(config: TrainConfig, envs: Envs, device: torch.device) -> ActorCritic:
+    """The config's network for these envs on `device`, with torch's thread count and the
+    autocast precision set for it."""
+    observation_space, action_space = spaces_of(envs)
+    # Orthogonal init runs a QR factorisation whose last bits depend on the thread count: built
+    # on one thread, a seed gives the same weights whatever an earlier run in the process set.
+    torch.set_num_threads(1)
+    agent = build_agent(config, observation_space, int(action_space.n)).to(device)
+    torch.set_num_threads(config.torch_threads or default_torch_threads(agent))
+    agent.autocast_dtype = resolve_precision(config.precision, agent, device)
+    return agent
+
+
+def check_trainable(config: TrainConfig, agent: ActorCritic) -> None:
+    """Refuse settings the built network cannot serve (before anything is written)."""
+    rlhf = config.rlhf
+    if not isinstance(agent, TransformerActorCritic) and (config.algo == "grpo" or rlhf.kl_coef > 0 or rlhf.sft_steps > 0):
+        raise ConfigError("algo grpo, rlhf.kl_coef and rlhf.sft_steps need a token env and the transformer")
+    if config.capture_video and is_token_env(config.env_id):
+        raise ConfigError("capture_video: token envs play texts, not pictures (samples go to TensorBoard's text tab)")
+
+
+def make_optimizer(config: TrainConfig, agent: ActorCritic) -> torch.optim.Adam:
+    # Adam's moments start at the first step: creating it before the SFT stage changes nothing.
+    return torch.optim.Adam(agent.parameters(), lr=config.ppo.learning_rate, eps=config.ppo.adam_eps)
+
+
+def make_ptx(config: TrainConfig, agent: ActorCritic, rng: np.random.Generator) -> PtxTerm | None:
+    """PPO-ptx's term over the train split of rlhf.ptx_corpus (a corpus.json of the RLHF pipeline's
+    corpus stage), drawing its batches from `rng`; None when rlhf.ptx_coef is 0."""
+    rlhf = config.rlhf
+    if rlhf.ptx_coef == 0:
+        return None
+    corpus = SentimentCorpus.from_dict(json.loads(Path(rlhf.ptx_corpus).read_text()))
+    return PtxTerm(agent, CorpusTask(SentimentTask(), corpus.train), rlhf.ptx_coef, rlhf.ptx_batch_size, rng)
+
+
+def warm_start(config: TrainConfig, agent: ActorCritic, device: torch.device, writer: SummaryWriter) -> bool:
+    """Before RL: load rlhf.init_checkpoint's weights (e.g. the RLHF pipeline's SFT stage) and/or
+    run rlhf.sft_steps of SFT (cross-entropy on the task's demonstrations, sft/loss logged).
+    Returns whether the agent was warm-started."""
+    rlhf = config.rlhf
+    if rlhf.init_checkpoint:
+        agent.load_state_dict(load_checkpoint(Path(rlhf.init_checkpoint), device)["model"])
+        agent.reset_cache()
+    if rlhf.sft_steps > 0:
+        env = make_single_env(config.env_id, config.env)
+        task = env.unwrapped.task
+        env.close()
+        result = sft_train(
+            agent, task, rlhf.sft_steps, rlhf.sft_batch_size, rlhf.sft_learning_rate, seed=config.seed, device=device
+        )
+        for step, loss in enumerate(result["losses"]):
+            writer.add_scalar("sft/loss", loss, step)
+    return bool(rlhf.init_checkpoint) or rlhf.sft_steps > 0
+
+
+def uses_reference(config: TrainConfig, warm_started: bool) -> bool:
+    """π_ref is kept after any warm start, also with β = 0: the KL to it is then logged (rlhf/kl)
+    without being penalised, which is what shows a policy drifting off unguarded."""
+    return config.rlhf.kl_coef > 0 or config.rlhf.adaptive_kl or warm_started
+
+
+def make_reference(config: TrainConfig, network: ActorCritic, coef: float) -> ReferencePolicy:
+    """π_ref = a frozen copy of `network`; GRPO always puts its KL into the loss (k3)."""
+    rlhf = config.rlhf
+    controller = AdaptiveKLController(rlhf.kl_coef, rlhf.kl_target, rlhf.kl_horizon) if rlhf.adaptive_kl else None
+    estimator = "k3" if config.algo == "grpo" else rlhf.kl_estimator
+    return ReferencePolicy(frozen_copy(network), coef, estimator, controller)
+
+
+def make_collector(
+    config: TrainConfig,
+    agent: ActorCritic,
+    envs: Envs,
+    device: torch.device,
+    recorder: EpisodeRecorder | None,
+    reference: ReferencePolicy | None,
+    prompt_rng: np.random.Generator,
+) -> SegmentCollector | GroupCollector:
+    if config.algo == "grpo":
+        return GroupCollector(agent, envs, config, device, recorder, reference, prompt_rng)
+    with_episodes = isinstance(agent, TransformerActorCritic)  # minibatches of whole sequences
+    return SegmentCollector(agent, envs, config, device, recorder, reference, with_episodes)
+
+
+def make_callbacks(config: TrainConfig, agent: ActorCritic) -> list[Callback]:
+    callbacks: list[Callback] = []
+    if isinstance(agent, TransformerActorCritic):
+        callbacks.append(TextSamplesEvery(config.rlhf.sample_interval))
+    if config.capture_video:
+        callbacks.append(VideoEvery(config.video_interval))
+    if config.checkpoint_interval:
+        callbacks.append(CheckpointEvery(config.checkpoint_interval))
+    return callbacks

@@ -1,0 +1,57 @@
+"""The options that shape a game as the learner sees it: the `env` section of a training config.
+
+They live here, beside the games, so that envs/ needs nothing of agents/ (agents.config uses
+these dataclasses as its `env` section). Every field has a default and a one-line comment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+
+class ConfigError(ValueError):
+    """A setting the user must fix; the entry scripts print it as one `error:` line and exit with 2."""
+
+
+@dataclass
+class AtariOptions:
+    """Keyword arguments of envs.atari.make_atari and of the envpool backend, for ALE games."""
+
+    noop_max: int = 30  # at most this many no-ops after reset (random start states); 0: none
+    frame_skip: int = 4  # emulator frames per agent step (max-pooled over the last two)
+    terminal_on_life_loss: bool = True  # a lost life ends the training episode
+    fire_reset: bool = True  # press FIRE after reset in games that need it to start
+    clip_reward: bool = True  # train on sign(reward); episode statistics stay raw
+
+    def as_kwargs(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class EnvOptions:
+    num_envs: int = 8  # parallel environments, each one column of the rollout
+    vectorization: Literal["auto", "sync", "async"] = "auto"  # auto: async for pixel games
+    vector_backend: Literal["gymnasium", "envpool"] = "gymnasium"  # envpool: Atari inside envpool's C++ pool
+    kwargs: dict = field(default_factory=dict)  # extra keyword arguments for gymnasium.make
+    pixels: bool = False  # observe a non-Atari env through its rgb_array render instead
+    screen_size: int = 84  # pixel games: frames resized to screen_size × screen_size
+    grayscale: bool = True  # pixel games: convert frames to gray
+    frame_stack: int = 4  # pixel games: most recent frames stacked on the channel axis
+    atari: AtariOptions = field(default_factory=AtariOptions)
+    # False where the time limit is a rule of the game rather than a cut of an endless task
+    # (token envs score a completion at its length cap): a truncation then counts as terminal.
+    bootstrap_truncated: bool = True
+
+    def frame_kwargs(self) -> dict[str, Any]:
+        """screen_size, grayscale, frame_stack: the keyword arguments every pixel pipeline takes."""
+        return {"screen_size": self.screen_size, "grayscale": self.grayscale, "frame_stack": self.frame_stack}
+
+
+class GameSpec(Protocol):
+    """What envs/ reads of a run to build its envs; agents.config.TrainConfig is one."""
+
+    env_id: str
+    seed: int
+    env: EnvOptions

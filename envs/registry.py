@@ -1,0 +1,52 @@
+"""Every env id the toolkit provides, registered with gymnasium in this one place.
+
+`import envs` (or of any module in it) runs `register_envs()`, so whatever a run was trained on
+can be made again from its config.yaml alone, by train.py, --resume, enjoy.py, plot or bench:
+- the ALE ids (`BreakoutNoFrameskip-v4`, `ALE/Breakout-v5`, ...) of ale_py;
+- TokenGen/DigitSort-v0 and TokenGen/Sentiment-v0 (envs/token_generation.py);
+- TokenGen/SentimentRM-v0, the sentiment env scored by a reward model file. Loading that file
+  needs the network code of agents/, so its entry point is given by name: gymnasium imports it
+  only when the env is made, and envs/ itself imports nothing of agents/.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import ale_py
+import gymnasium as gym
+
+from envs.options import ConfigError
+
+TOKEN_ENV_PREFIX = "TokenGen/"
+REWARD_MODEL_ENV_ID = "TokenGen/SentimentRM-v0"
+ENTRY_POINTS = {
+    "TokenGen/DigitSort-v0": "envs.token_generation:make_digit_sort_env",
+    "TokenGen/Sentiment-v0": "envs.token_generation:make_sentiment_env",
+    REWARD_MODEL_ENV_ID: "agents.run.reward_model_file:make_reward_model_env",
+}
+
+
+def register_envs() -> None:
+    """Register the ids above; a second call changes nothing (no "overriding" warnings)."""
+    gym.register_envs(ale_py)
+    for env_id, entry_point in ENTRY_POINTS.items():
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point=entry_point)
+
+
+def is_token_env(env_id: str) -> bool:
+    """True for the text-generation envs, whose episodes are texts rather than pictures."""
+    return env_id.startswith(TOKEN_ENV_PREFIX)
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise ConfigError for an id gymnasium does not know, naming the closest registered ids."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+    raise ConfigError(f"unknown env id '{env_id}'{hint}")
+
+
+register_envs()

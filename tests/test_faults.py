@@ -16,7 +16,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import agents.run.trainer
+import agents.run.learner
 from agents.run.checkpoint import load_checkpoint, update_checkpoints
 from agents.run.resume import find_resume_point
 
@@ -38,8 +38,12 @@ ppo:
 """
 
 
-def write_config(path: Path, env_id="CartPole-v1", total=6 * BATCH, interval=2, vectorization="sync", kwargs="{}"):
-    path.write_text(TINY.format(env_id=env_id, total=total, interval=interval, vectorization=vectorization, kwargs=kwargs))
+def write_config(
+    path: Path, env_id="CartPole-v1", total=6 * BATCH, interval=2, vectorization="sync", kwargs="{}"
+):
+    path.write_text(
+        TINY.format(env_id=env_id, total=total, interval=interval, vectorization=vectorization, kwargs=kwargs)
+    )
     return path
 
 
@@ -74,7 +78,7 @@ def last_logged_step(event_file: Path, tag: str = "train/loss") -> int:
 
 def poison(kind: str):
     """A ppo_update that goes wrong at update 3 in the way `kind` names."""
-    real_update = agents.run.trainer.ppo_update
+    real_update = agents.run.learner.ppo_update
     calls = []
 
     def update(agent, optimizer, batch, *args, **kwargs):
@@ -101,15 +105,18 @@ NON_FINITE = {
 
 
 @pytest.mark.parametrize("kind", list(NON_FINITE))
-def test_non_finite_numbers_stop_the_run_and_keep_the_last_good_checkpoint(kind, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(agents.run.trainer, "ppo_update", poison(kind))
+def test_non_finite_numbers_stop_the_run_and_keep_the_last_good_checkpoint(
+    kind, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.setattr(agents.run.learner, "ppo_update", poison(kind))
     config = write_config(tmp_path / "config.yaml")
     run = tmp_path / "run"
     status, out, err = main_in_process(capsys, "--config", str(config), "--no-progress", f"run_dir={run}")
     assert status == 1
     good = run / "checkpoints" / "update_000002.pt"
     assert err.splitlines() == [f"error: {NON_FINITE[kind]}; last good checkpoint: {good}"]
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["update_000002.pt"]  # nothing poisoned saved
+    # nothing poisoned saved
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["update_000002.pt"]
     weights = load_checkpoint(good)["model"]
     assert all(torch.isfinite(w).all() for w in weights.values())
 
@@ -138,8 +145,13 @@ gym.register("tests/FaultyCartPole-v0", entry_point=FaultyCartPole)
 ENV_FAULTS = {
     # (vectorization, how): the start of the error line
     ("sync", "raise"): "error: env tests/FaultyCartPole-v0 raised RuntimeError: pole snapped at step 100",
-    ("async", "raise"): "error: env tests/FaultyCartPole-v0 worker 0 (pid {pid}) raised RuntimeError: pole snapped at step 100",
-    ("async", "kill"): "error: env tests/FaultyCartPole-v0 worker {index} (pid {pid}) died: killed by SIGKILL",
+    ("async", "raise"): (
+        "error: env tests/FaultyCartPole-v0 worker 0 (pid {pid}) raised RuntimeError: "
+        "pole snapped at step 100"
+    ),
+    ("async", "kill"): (
+        "error: env tests/FaultyCartPole-v0 worker {index} (pid {pid}) died: killed by SIGKILL"
+    ),
 }
 
 
@@ -163,18 +175,23 @@ def test_a_failing_env_is_named_after_a_checkpoint_of_the_last_update(vectorizat
     else:
         assert head == expected
     saved = run / "checkpoints" / "update_000003.pt"
-    assert tail == f"{saved} (update 3, global step {3 * BATCH}); continue with: python train.py --resume {run}"
+    assert tail == (
+        f"{saved} (update 3, global step {3 * BATCH}); continue with: python train.py --resume {run}"
+    )
     assert load_checkpoint(saved)["update"] == 3
     assert not (run / "checkpoints" / "final.pt").exists()
 
 
 def test_an_env_failing_before_the_first_update_leaves_no_checkpoint(tmp_path, capsys):
-    config = write_config(tmp_path / "config.yaml", env_id="tests/FaultyCartPole-v0", kwargs="{fail_at: 5, how: raise}")
+    config = write_config(
+        tmp_path / "config.yaml", env_id="tests/FaultyCartPole-v0", kwargs="{fail_at: 5, how: raise}"
+    )
     run = tmp_path / "run"
     status, out, err = main_in_process(capsys, "--config", str(config), "--no-progress", f"run_dir={run}")
     assert status == 1
     assert err.splitlines() == [
-        "error: env tests/FaultyCartPole-v0 raised RuntimeError: pole snapped at step 5; no update had finished: nothing saved"
+        "error: env tests/FaultyCartPole-v0 raised RuntimeError: pole snapped at step 5; "
+        "no update had finished: nothing saved"
     ]
     assert not list((run / "checkpoints").iterdir())
 
@@ -191,7 +208,9 @@ def start_training(*args: str, new_session: bool = False) -> subprocess.Popen:
     )
 
 
-def wait_for_checkpoint(process: subprocess.Popen, checkpoints: Path, beyond: int, timeout: float = 60) -> int:
+def wait_for_checkpoint(
+    process: subprocess.Popen, checkpoints: Path, beyond: int, timeout: float = 60
+) -> int:
     """Poll (cheaply: a directory listing) until a checkpoint of update > `beyond` exists."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -275,7 +294,10 @@ def test_a_run_killed_five_times_ends_as_requested_with_continuous_curves(tmp_pa
         (events,) = run.glob(f"events.out.tfevents.*.{process.pid}.*")
         logged = last_logged_step(events)
         point = find_resume_point(run)
-        print(f"killed at logged step {logged}; resumes from {point.checkpoint.name} at step {point.global_step}")
+        print(
+            f"killed at logged step {logged}; resumes from {point.checkpoint.name} "
+            f"at step {point.global_step}"
+        )
         assert point.global_step <= logged <= point.global_step + KILL_INTERVAL * KILL_BATCH
         assert point.global_step >= resumed_at * KILL_BATCH  # progress was kept
         resumed_at = point.update
@@ -294,4 +316,5 @@ def test_a_run_killed_five_times_ends_as_requested_with_continuous_curves(tmp_pa
         steps = [e.step for e in accumulator.Scalars(tag)]
         first = steps[0]
         assert first <= 2 * KILL_BATCH, tag  # rollout/ep_rew_mean starts at the first finished episode
-        assert steps == list(range(first, KILL_TOTAL + 1, KILL_BATCH)), tag  # increasing, no duplicate, no gap
+        # increasing, no duplicate, no gap
+        assert steps == list(range(first, KILL_TOTAL + 1, KILL_BATCH)), tag

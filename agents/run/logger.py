@@ -65,7 +65,9 @@ class TrainingLogger:
         self.episodes = 0
         self.start_time = time.time()
         self.start_step = start_step  # time/fps counts the steps of this process only
-        self.bar = tqdm(total=total_timesteps, initial=start_step, unit="step", disable=not progress, dynamic_ncols=True)
+        self.bar = tqdm(
+            total=total_timesteps, initial=start_step, unit="step", disable=not progress, dynamic_ncols=True
+        )
         self.closed = False
 
     def state_dict(self) -> dict:
@@ -107,6 +109,12 @@ class TrainingLogger:
         self.writer.flush()
         self.bar.update(global_step - self.bar.n)
         self.bar.set_postfix(sps=f"{fps:.0f}", ep_rew_mean=f"{self.mean_return:.2f}", refresh=False)
+
+    def __enter__(self) -> "TrainingLogger":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def close(self) -> None:
         if self.closed:

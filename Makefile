@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/breakout.yaml
 
-.PHONY: setup train test clean
+.PHONY: setup train test lint clean
 
 setup: $(STAMP)
 
@@ -19,8 +19,13 @@ $(STAMP): requirements.txt requirements-dev.txt constraints.txt
 train: setup
 	$(BIN)/python train.py --config $(CONFIG)
 
-test: setup
+# The layering contracts (import-linter) and ruff first: a broken dependency rule fails fast.
+test: lint
 	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
 
 clean:
 	rm -rf $(VENV) .pytest_cache

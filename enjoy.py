@@ -105,8 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import torch
 
-    from agents.run.checkpoint import CheckpointError
     from agents.config import ConfigError
+    from agents.run.checkpoint import CheckpointError
     from agents.run.evaluation import play_episodes
 
     # Offscreen rgb_array rendering only: pygame (CartPole's renderer) needs neither a display nor

@@ -65,7 +65,10 @@ def table(run_dirs: list[Path], labels: list[str]) -> str:
 
     def row(name: str, metrics: dict[str, Any], run_dir: Path | None) -> str:
         cells = [
-            name, f"{metrics['gold_reward']:.3f}", f"{metrics['rm_score']:.2f}", f"{metrics['kl_to_sft']:.2f}",
+            name,
+            f"{metrics['gold_reward']:.3f}",
+            f"{metrics['rm_score']:.2f}",
+            f"{metrics['kl_to_sft']:.2f}",
             f"{metrics['fluency']:.3f}",
             f"{metrics['fluency'] / sft['fluency']:.2f}" if sft["fluency"] > 0 else "n/a",
             f"{metrics['sft_perplexity']:.2f}",

@@ -13,9 +13,9 @@ import os
 import sys
 from pathlib import Path
 
+from agents.config import ConfigError, load_config
 from agents.run.checkpoint import CheckpointError
 from agents.run.cli import ArgumentParser
-from agents.config import ConfigError, load_config
 
 # Games rendered to pixels (pixel envs, videos) draw with SDL: no screen here, and without a
 # driver SDL prints a spurious "error:" line about XDG_RUNTIME_DIR.
@@ -36,7 +36,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.resume is not None and (args.config is not None or args.overrides):
         parser.error(
-            "--resume continues a run with the config.yaml it started with: it takes no --config and no overrides"
+            "--resume continues a run with the config.yaml it started with: "
+            "it takes no --config and no overrides"
         )
     if args.resume is None and args.config is None:
         parser.error("one of --config or --resume is required")

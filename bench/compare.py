@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.run.cli import ArgumentParser, add_override_option, positive_int, seed_int
 from agents.config import ConfigError, TrainConfig, config_to_dict, load_config
+from agents.run.cli import ArgumentParser, add_override_option, positive_int, seed_int
 from bench.isolated import BenchError
 
 TAG = "rollout/ep_rew_mean"

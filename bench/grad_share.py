@@ -24,9 +24,9 @@ import sys
 import numpy as np
 import torch
 
-from agents.run.cli import ArgumentParser, positive_int, seed_int
 from agents.core.loss import ppo_loss
 from agents.core.update import ShuffledMinibatches
+from agents.run.cli import ArgumentParser, positive_int, seed_int
 
 FORMS = ("ours", "sb3", "plain")
 

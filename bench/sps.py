@@ -23,8 +23,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from agents.run.cli import ArgumentParser, add_override_option, positive_int
 from agents.config import ConfigError, TrainConfig, config_to_dict, load_config
+from agents.run.cli import ArgumentParser, add_override_option, positive_int
 from bench.isolated import BenchError
 
 DEFAULT_STEPS = 8192

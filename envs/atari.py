@@ -14,6 +14,7 @@ from envs.atari_wrappers import (
     WarpFrameWrapper,
 )
 
+
 def is_atari(env_id: str) -> bool:
     """True if `env_id` is registered with ale_py's AtariEnv as its entry point."""
     try:

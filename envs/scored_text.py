@@ -28,17 +28,24 @@ class ScoredTextEnv(gym.Wrapper):
     evaluation prompts out of training.
     """
 
-    def __init__(self, env: TokenGenerationEnv, scorer: Scorer, prompts: Sequence[Sequence[int]] | None = None):
+    def __init__(
+        self, env: TokenGenerationEnv, scorer: Scorer, prompts: Sequence[Sequence[int]] | None = None
+    ):
         super().__init__(env)
         self.scorer = scorer
         self.prompts = [list(map(int, p)) for p in prompts] if prompts else None
         self._prompt_rng = np.random.default_rng()
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
         if seed is not None:
             self._prompt_rng = np.random.default_rng(seed)
         if self.prompts and not (options and options.get("prompt") is not None):
-            options = {**(options or {}), "prompt": self.prompts[int(self._prompt_rng.integers(len(self.prompts)))]}
+            options = {
+                **(options or {}),
+                "prompt": self.prompts[int(self._prompt_rng.integers(len(self.prompts)))],
+            }
         return self.env.reset(seed=seed, options=options)
 
     def step(self, action: int) -> tuple[np.ndarray, float, bool, bool, dict]:
@@ -46,5 +53,10 @@ class ScoredTextEnv(gym.Wrapper):
         if terminated or truncated:
             score = float(self.scorer(obs))
             reward = score + (reward - info["score"])
-            info = {**info, "gold_score": info["score"], "rm_score": score, "grammatical": float(grammar_accepts(obs))}
+            info = {
+                **info,
+                "gold_score": info["score"],
+                "rm_score": score,
+                "grammatical": float(grammar_accepts(obs)),
+            }
         return obs, reward, terminated, truncated, info

@@ -45,7 +45,11 @@ class SentimentCorpus:
 
 
 def build_corpus(
-    task: SentimentTask, size: int, held_out_fraction: float = 0.1, seed: int = 0, max_draws_per_sentence: int = 20
+    task: SentimentTask,
+    size: int,
+    held_out_fraction: float = 0.1,
+    seed: int = 0,
+    max_draws_per_sentence: int = 20,
 ) -> SentimentCorpus:
     """`size` distinct demonstration sentences from `seed`, shuffled, the last
     round(held_out_fraction · size) of them held out. Same (size, fraction, seed) → same corpus."""
@@ -58,7 +62,9 @@ def build_corpus(
         if len(seen) == size:
             break
     else:
-        raise ValueError(f"the grammar gave only {len(seen)} distinct sentences in {size * max_draws_per_sentence} draws")
+        raise ValueError(
+            f"the grammar gave only {len(seen)} distinct sentences in {size * max_draws_per_sentence} draws"
+        )
     sentences = [list(s) for s in seen]
     order = rng.permutation(len(sentences))
     sentences = [sentences[i] for i in order]

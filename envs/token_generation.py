@@ -59,7 +59,9 @@ class TokenGenerationEnv(gym.Env):
         self.render_mode = render_mode
         self.vocab_size = len(task.vocab)
         self.max_len = task.max_prompt_len + self.max_new_tokens
-        self.observation_space = gym.spaces.MultiDiscrete(np.full(self.max_len, self.vocab_size), dtype=np.int64)
+        self.observation_space = gym.spaces.MultiDiscrete(
+            np.full(self.max_len, self.vocab_size), dtype=np.int64
+        )
         self.action_space = gym.spaces.Discrete(self.vocab_size)
         palette = np.random.default_rng(0).integers(64, 256, size=(self.vocab_size, 3), dtype=np.uint8)
         palette[PAD_ID], palette[EOS_ID] = 0, 255
@@ -74,7 +76,9 @@ class TokenGenerationEnv(gym.Env):
         obs[: len(tokens)] = tokens
         return obs
 
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[np.ndarray, dict]:
         """Sample a prompt with the env's own np_random; `options={"prompt": ids}` forces one."""
         super().reset(seed=seed)
         if options and options.get("prompt") is not None:

@@ -190,10 +190,12 @@ _PUNCTUATION = [".", "!"]
 _COPULA_VERBS = ["was", "is"]
 _EXTRA_COPULA_PROMPTS = ["this book is", "my day was", "our trip was", "this place is"]
 _SUBJECT_PROMPTS = [
-    "i", "we", "they", "everyone", "my family", "my parents", "the kids", "the guests", "my brother", "my sister",
-    "the actor", "the teacher", "the staff", "the team", "the cast", "the audience",
+    "i", "we", "they", "everyone", "my family", "my parents", "the kids", "the guests", "my brother",
+    "my sister", "the actor", "the teacher", "the staff", "the team", "the cast", "the audience",
 ]
-_ARTICLE_PROMPTS = [f"{subject} {verb} the" for subject in ("it", "this", "that", "he", "she") for verb in _COPULA_VERBS]
+_ARTICLE_PROMPTS = [
+    f"{subject} {verb} the" for subject in ("it", "this", "that", "he", "she") for verb in _COPULA_VERBS
+]
 PROMPT_KINDS = ("copula", "subject", "article")
 
 # |valence| below this is too weak to call a word positive or negative; such words are dropped.
@@ -267,7 +269,11 @@ class SentimentTask(_TaskBase):
             words += [w for w in group if w not in words]
         super().__init__(WordTokenizer(words))
         copula = [f"the {noun} {verb}" for noun in self.nouns["neutral"] for verb in _COPULA_VERBS]
-        texts = {"copula": copula + _EXTRA_COPULA_PROMPTS, "subject": _SUBJECT_PROMPTS, "article": _ARTICLE_PROMPTS}
+        texts = {
+            "copula": copula + _EXTRA_COPULA_PROMPTS,
+            "subject": _SUBJECT_PROMPTS,
+            "article": _ARTICLE_PROMPTS,
+        }
         # prompts_by_kind[kind]: the sentence starts after which a completion of that kind follows.
         self.prompts_by_kind = {kind: [self.encode(t) for t in texts[kind]] for kind in PROMPT_KINDS}
         self.prompts = [p for kind in PROMPT_KINDS for p in self.prompts_by_kind[kind]]
@@ -327,7 +333,9 @@ class SentimentTask(_TaskBase):
             if shape == 2:  # "loved the food but hated the service"
                 words += ["but", self._pick_class(rng, self.verbs), "the", self._pick_class(rng, self.nouns)]
         else:  # "it was the" + ...
-            first = self._pick(rng, self.superlatives) if shape == 0 else self._pick_class(rng, self.adjectives)
+            first = (
+                self._pick(rng, self.superlatives) if shape == 0 else self._pick_class(rng, self.adjectives)
+            )
             words = [first, self._pick_class(rng, self.nouns)]
         if rng.random() < 0.7:
             words.append(self._pick(rng, _PUNCTUATION))

@@ -58,7 +58,9 @@ def make_vector_env(config: GameSpec) -> gym.vector.VectorEnv:
     try:
         probe = make_single_env(config.env_id, env_cfg)
     except Exception as exc:  # any failure of a third-party constructor is the config's fault here
-        raise ConfigError(f"cannot create env '{config.env_id}' with env.kwargs={env_cfg.kwargs}: {exc}") from None
+        raise ConfigError(
+            f"cannot create env '{config.env_id}' with env.kwargs={env_cfg.kwargs}: {exc}"
+        ) from None
     action_space = probe.action_space
     probe.close()
     if not isinstance(action_space, gym.spaces.Discrete):
@@ -85,14 +87,20 @@ def _make_envpool(config: GameSpec) -> gym.vector.VectorEnv:
     if not is_atari(config.env_id) or env_cfg.pixels:
         raise ConfigError(f"env.vector_backend: envpool runs Atari games only, not '{config.env_id}'")
     if env_cfg.kwargs:
-        raise ConfigError(f"env.kwargs are not supported with env.vector_backend: envpool, got {env_cfg.kwargs}")
+        raise ConfigError(
+            f"env.kwargs are not supported with env.vector_backend: envpool, got {env_cfg.kwargs}"
+        )
     try:
         from envs.envpool_backend import make_envpool_vector_env
     except ImportError as exc:
         raise ConfigError(f"env.vector_backend: envpool needs the envpool package ({exc})") from None
     try:
         return make_envpool_vector_env(
-            config.env_id, env_cfg.num_envs, config.seed, **env_cfg.atari.as_kwargs(), **env_cfg.frame_kwargs()
+            config.env_id,
+            env_cfg.num_envs,
+            config.seed,
+            **env_cfg.atari.as_kwargs(),
+            **env_cfg.frame_kwargs(),
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

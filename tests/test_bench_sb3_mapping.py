@@ -9,8 +9,8 @@ import gymnasium as gym
 import pytest
 import torch
 
-from agents.networks.build import build_agent
 from agents.config import load_config
+from agents.networks.build import build_agent
 from bench.sb3_mapping import (
     MappingError,
     TruncationAsTermination,
@@ -55,7 +55,8 @@ def test_annealed_schedules_equal_ours_at_every_update():
     lr_schedule, clip_schedule = plan.ppo_kwargs["learning_rate"], plan.ppo_kwargs["clip_range"]
     assert plan.ppo_kwargs["clip_range_vf"] is clip_schedule  # ours clips the value with clip_coef too
     for update in range(1, config.num_updates + 1):
-        ours_frac = 1.0 - (update - 1) * batch / total  # agents/run/trainer.py, before the rollout
+        # agents/core/schedules.py annealed(), before the rollout
+        ours_frac = 1.0 - (update - 1) * batch / total
         sb3_progress = 1.0 - update * batch / total  # SB3, after the rollout
         assert lr_schedule(sb3_progress) == pytest.approx(ppo.learning_rate * ours_frac)
         assert clip_schedule(sb3_progress) == pytest.approx(ppo.clip_coef * ours_frac)

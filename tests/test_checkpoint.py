@@ -6,15 +6,19 @@ import zipfile
 import pytest
 import torch
 
-from agents.run.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from agents.config import config_from_dict
-from agents.run.checkpoint import load_agent
+from agents.run.checkpoint import CheckpointError, load_agent, load_checkpoint, save_checkpoint
 from agents.run.trainer import train
 
 
 def test_save_load_round_trip_gives_identical_actions(tmp_path):
     config = config_from_dict(
-        {"env_id": "CartPole-v1", "total_timesteps": 512, "run_dir": str(tmp_path / "run"), "ppo": {"num_steps": 32}}
+        {
+            "env_id": "CartPole-v1",
+            "total_timesteps": 512,
+            "run_dir": str(tmp_path / "run"),
+            "ppo": {"num_steps": 32},
+        }
     )
     trained = train(config, progress=False).agent
     loaded, loaded_config = load_agent(tmp_path / "run" / "checkpoints" / "final.pt")

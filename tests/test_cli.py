@@ -174,7 +174,9 @@ def make_resume_case(name: str, source: Path, tmp: Path) -> list[str]:
         return ["--resume", str(run)]
     if name == "another env":
         unfinished_copy(source, run)
-        edited_checkpoint(run / "checkpoints" / "update_000001.pt", lambda s: s["config"].update(env_id="Acrobot-v1"))
+        edited_checkpoint(
+            run / "checkpoints" / "update_000001.pt", lambda s: s["config"].update(env_id="Acrobot-v1")
+        )
         return ["--resume", str(run)]
     if name == "weights of another network":
         unfinished_copy(source, run)
@@ -251,4 +253,8 @@ def test_resume_continues_an_unfinished_run_to_its_end(finished_run, tmp_path, c
     status, out, err = main_in_process(capsys, "--resume", str(run), "--no-progress")
     assert status == 0, err
     assert f"run_dir={run} env_steps=128 " in out
-    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["final.pt", "update_000001.pt", "update_000002.pt"]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "final.pt",
+        "update_000001.pt",
+        "update_000002.pt",
+    ]

@@ -24,7 +24,9 @@ JUNK = st.recursive(
     | st.integers()
     | st.floats()  # nan and ±inf included
     | st.text(max_size=6),
-    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=4), children, max_size=3)
+    ),
     max_leaves=6,
 )
 KEYS = st.text(max_size=8) | st.integers(-2, 2) | st.none()  # YAML keys need not be strings
@@ -63,7 +65,9 @@ def for_type(tp: Any) -> st.SearchStrategy:
 def section(cls: type) -> st.SearchStrategy:
     """A dict of any subset of `cls`'s fields, plus now and then an unknown key."""
     hints = typing.get_type_hints(cls)
-    known = st.fixed_dictionaries({}, optional={f.name: for_type(hints[f.name]) for f in dataclasses.fields(cls)})
+    known = st.fixed_dictionaries(
+        {}, optional={f.name: for_type(hints[f.name]) for f in dataclasses.fields(cls)}
+    )
     unknown = st.dictionaries(KEYS, JUNK, max_size=1) | st.just({}) | st.just({})
     return st.tuples(known, unknown).map(lambda parts: {**parts[1], **parts[0]})
 

@@ -16,8 +16,7 @@ import pytest
 import torch
 
 import enjoy
-from agents.run.checkpoint import load_checkpoint, save_checkpoint
-from agents.run.checkpoint import load_agent
+from agents.run.checkpoint import load_agent, load_checkpoint, save_checkpoint
 from tests.reference_play import reference_play
 from tests.tiny_runs import tiny_run
 
@@ -84,7 +83,9 @@ def check_against_reference(
 
 
 def test_cartpole_rows_are_the_scores_played(cartpole_run, tmp_path):
-    result = run_enjoy_process(str(cartpole_run), "--episodes", "3", "--seed", "7", "--video-dir", str(tmp_path))
+    result = run_enjoy_process(
+        str(cartpole_run), "--episodes", "3", "--seed", "7", "--video-dir", str(tmp_path)
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""  # nothing from pygame's renderer either
     check_against_reference(result.stdout, cartpole_run, episodes=3, seed=7, deterministic=False)

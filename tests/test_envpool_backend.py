@@ -15,10 +15,10 @@ import torch
 
 envpool = pytest.importorskip("envpool")
 
-from agents.networks.actor_critic import ActorCritic  # noqa: E402
 from agents.config import config_from_dict  # noqa: E402
 from agents.core.rollout import collect_rollout  # noqa: E402
 from agents.core.storage import RolloutStorage  # noqa: E402
+from agents.networks.actor_critic import ActorCritic  # noqa: E402
 from envs.atari import make_atari  # noqa: E402
 from envs.envpool_backend import envpool_task_id, make_envpool_vector_env  # noqa: E402
 from envs.vector import finished_episodes, make_vector_env  # noqa: E402

@@ -14,6 +14,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.config import TrainConfig
+from agents.networks.transformer import TransformerActorCritic
+from agents.run.checkpoint import load_agent
 from agents.run.evaluation import (
     RestartAfterLifeLossWrapper,
     eval_video_fps,
@@ -21,8 +23,6 @@ from agents.run.evaluation import (
     play_episodes,
     record_video_clip,
 )
-from agents.run.checkpoint import load_agent
-from agents.networks.transformer import TransformerActorCritic
 from agents.run.video import log_video
 from envs.atari_wrappers import ClipRewardWrapper, EpisodicLifeWrapper
 from envs.vector import make_single_env
@@ -116,7 +116,9 @@ def test_record_video_clip_leaves_the_trainer_state_alone(cartpole, tmp_path):
     agent, config = cartpole
     agent.train()
     rng_state = torch.get_rng_state()
-    frames, fps = record_video_clip(agent, config, seed=5, path=tmp_path / "clips" / "update_1.mp4", max_steps=20)
+    frames, fps = record_video_clip(
+        agent, config, seed=5, path=tmp_path / "clips" / "update_1.mp4", max_steps=20
+    )
     assert fps == 50  # CartPole's render_fps; a short game keeps every frame
     assert torch.equal(torch.get_rng_state(), rng_state) and agent.training
     assert frames.dtype == np.uint8 and frames.ndim == 4 and frames.shape[1:] == (400, 600, 3)

@@ -66,7 +66,9 @@ def test_kl_penalty_variant():
 
 def test_gradient_points_towards_higher_advantage_actions():
     new_logp = NEW_LOGP.clone().requires_grad_(True)
-    ppo_loss(new_logp, OLD_LOGP, ADV, NEW_V, OLD_V, RET, ENTROPY, clip_coef=0.3, vf_coef=0, ent_coef=0).loss.backward()
+    ppo_loss(
+        new_logp, OLD_LOGP, ADV, NEW_V, OLD_V, RET, ENTROPY, clip_coef=0.3, vf_coef=0, ent_coef=0
+    ).loss.backward()
     assert new_logp.grad[0] < 0 < new_logp.grad[1]  # descend: raise logp of Â>0, lower Â<0
 
 

@@ -17,10 +17,10 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.logger import Logger
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from agents.config import PPOConfig
 from agents.core.batch import Batch
 from agents.core.update import ppo_update
 from agents.networks.cnn import CNNActorCritic
-from agents.config import PPOConfig
 
 SAMPLES, MINIBATCHES, EPOCHS = 64, 4, 4
 OBS_SPACE = spaces.Box(0, 255, (4, 84, 84), np.uint8)

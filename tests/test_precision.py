@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from agents.networks.build import bf16_supported
-from agents.networks.cnn import CNNActorCritic
 from agents.config import PPOConfig
 from agents.core.batch import Batch
 from agents.core.loss import ppo_loss
 from agents.core.update import ShuffledMinibatches, ppo_update
+from agents.networks.build import bf16_supported
+from agents.networks.cnn import CNNActorCritic
 from envs.atari import make_atari
 
 pytestmark = pytest.mark.skipif(
@@ -89,7 +89,9 @@ def test_bf16_update_moves_the_weights_like_fp32(one_torch_thread, batch):
         agent = copy.deepcopy(start)
         agent.autocast_dtype = dtype
         optimizer = torch.optim.Adam(agent.parameters(), lr=config.learning_rate, eps=1e-5)
-        ppo_update(agent, optimizer, batch, config, 0.1, None, ShuffledMinibatches(torch.Generator().manual_seed(1)))
+        ppo_update(
+            agent, optimizer, batch, config, 0.1, None, ShuffledMinibatches(torch.Generator().manual_seed(1))
+        )
         ends[dtype] = torch.cat([p.detach().flatten() for p in agent.parameters()])
     initial = torch.cat([p.detach().flatten() for p in start.parameters()])
     fp32_step, bf16_step = ends[None] - initial, ends[torch.bfloat16] - initial

@@ -20,11 +20,11 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from agents.run.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
 from agents.config import config_from_dict
+from agents.run.checkpoint import load_checkpoint, prune_checkpoints, save_checkpoint
+from agents.run.collectors import SegmentCollector
 from agents.run.logger import TrainingLogger
 from agents.run.resume import env_reset_seed, find_resume_point
-from agents.run.collectors import SegmentCollector
 from agents.run.trainer import train
 
 CARTPOLE = {
@@ -49,7 +49,9 @@ GRPO = {
     "keep_checkpoints": 0,
     "env": {"num_envs": 8, "kwargs": {"k": 3}, "bootstrap_truncated": False},
     "network": {"kind": "transformer", "d_model": 16, "n_layers": 1, "n_heads": 2},
-    "ppo": {"num_minibatches": 2, "update_epochs": 1, "vf_coef": 0.0, "norm_adv": False, "learning_rate": 1e-3},
+    "ppo": {
+        "num_minibatches": 2, "update_epochs": 1, "vf_coef": 0.0, "norm_adv": False, "learning_rate": 1e-3,
+    },
     "rlhf": {
         "group_size": 4, "kl_coef": 0.05, "kl_estimator": "k3", "adaptive_kl": True, "kl_horizon": 100,
         "sft_steps": 3, "sft_batch_size": 8, "sample_interval": 1,
@@ -109,7 +111,9 @@ def assert_same_tensors(a, b, where: str = "") -> None:
 def assert_same_final_state(run_a: Path, run_b: Path) -> None:
     a = load_checkpoint(run_a / "checkpoints" / "final.pt")
     b = load_checkpoint(run_b / "checkpoints" / "final.pt")
-    for key in ("model", "optimizer", "reference", "update", "global_step", "kl_coef", "penalty_kl_coef", "resume"):
+    for key in (
+        "model", "optimizer", "reference", "update", "global_step", "kl_coef", "penalty_kl_coef", "resume"
+    ):
         assert_same_tensors(a[key], b[key], key)
 
 
@@ -196,11 +200,18 @@ def test_only_the_newest_checkpoints_are_kept(tmp_path):
     prune_checkpoints(tmp_path, keep=0)
     assert len(list(tmp_path.glob("*.pt"))) == 6
     prune_checkpoints(tmp_path, keep=2)
-    assert sorted(p.name for p in tmp_path.glob("*.pt")) == ["final.pt", "update_000010.pt", "update_000011.pt"]
+    assert sorted(p.name for p in tmp_path.glob("*.pt")) == [
+        "final.pt",
+        "update_000010.pt",
+        "update_000011.pt",
+    ]
 
 
 def test_training_keeps_the_last_k_periodic_checkpoints(tmp_path):
-    train(run_config({**CARTPOLE, "checkpoint_interval": 1, "keep_checkpoints": 2}, tmp_path / "run"), progress=False)
+    train(
+        run_config({**CARTPOLE, "checkpoint_interval": 1, "keep_checkpoints": 2}, tmp_path / "run"),
+        progress=False,
+    )
     names = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
     assert names == ["final.pt", "update_000005.pt", "update_000006.pt"]
 
@@ -228,7 +239,10 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tmp_path, ca
         f"warning: cannot load checkpoint {checkpoints / 'update_000006.pt'}: checksum mismatch (the file is "
         "corrupt); skipped (moved to update_000006.pt.corrupt)"
     )
-    assert err[1].startswith("warning: resuming from the previous good checkpoint") and err[1].endswith("update_000003.pt")
+    assert (
+        err[1].startswith("warning: resuming from the previous good checkpoint")
+        and err[1].endswith("update_000003.pt")
+    )
     # Set aside, so that it is never counted again; the resumed run wrote its own update 6.
     assert (checkpoints / "update_000006.pt.corrupt").is_file()
     assert load_checkpoint(checkpoints / "update_000006.pt")["update"] == 6

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from agents.networks.build import build_agent
 from agents.config import config_from_dict
-from agents.rlhf.grpo import group_advantages
 from agents.core.loss import ppo_loss
-from agents.rlhf.reference import AdaptiveKLController, kl_penalised_rewards
 from agents.core.rollout import collect_rollout
 from agents.core.storage import RolloutStorage
+from agents.networks.build import build_agent
+from agents.rlhf.grpo import group_advantages
+from agents.rlhf.reference import AdaptiveKLController, kl_penalised_rewards
 from envs.vector import make_vector_env
 
 # π (policy) and π_ref over 4 tokens, with probabilities in eighths so that a batch of 8 samples
@@ -58,7 +58,10 @@ def test_adaptive_kl_controller_moves_beta_by_at_most_20_percent_per_horizon():
 
 def test_the_score_lands_on_the_last_real_token():
     config = config_from_dict(
-        {"env_id": "TokenGen/DigitSort-v0", "env": {"num_envs": 4, "kwargs": {"k": 3}, "bootstrap_truncated": False}}
+        {
+            "env_id": "TokenGen/DigitSort-v0",
+            "env": {"num_envs": 4, "kwargs": {"k": 3}, "bootstrap_truncated": False},
+        }
     )
     envs = make_vector_env(config)
     agent = build_agent(config, envs.single_observation_space, int(envs.single_action_space.n))

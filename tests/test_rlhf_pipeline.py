@@ -12,27 +12,25 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from agents.config import load_config
+from agents.config import PipelineConfig, load_config
+from agents.networks.transformer import TransformerActorCritic
+from agents.rlhf.evaluation import sample_completions
 from agents.rlhf.ptx import PtxTerm, ptx_loss
 from agents.rlhf.reward_model import (
     RewardModel,
+    RewardModelEnv,
     bradley_terry_loss,
     label_pairs,
     pairwise_accuracy,
     rm_tokens,
     train_reward_model,
 )
-from agents.config import PipelineConfig
-from agents.rlhf.evaluation import sample_completions
-from agents.rlhf.reward_model import RewardModelEnv
+from agents.rlhf.sft import demonstration_batch
 from agents.run.pipeline import run_pipeline
 from agents.run.stages import DONE_MARKER, run_stage, stage_dir
-from agents.rlhf.sft import demonstration_batch
-from agents.networks.transformer import TransformerActorCritic
 from envs.sentiment_corpus import CorpusTask, SentimentGrammar, build_corpus, grammar_accepts, split_prompts
 from envs.token_generation import TokenGenerationEnv
 from envs.token_tasks import EOS_ID, PAD_ID, SentimentTask
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
@@ -47,12 +45,16 @@ def task() -> SentimentTask:
 
 def test_bradley_terry_loss_on_hand_made_pairs() -> None:
     # −log σ(2 − 0) = log(1 + e^−2); −log σ(0) = log 2; a wrong order costs log(1 + e^3).
-    assert float(bradley_terry_loss(torch.tensor([2.0]), torch.tensor([0.0]))) == pytest.approx(math.log1p(math.exp(-2)))
+    assert float(bradley_terry_loss(torch.tensor([2.0]), torch.tensor([0.0]))) == pytest.approx(
+        math.log1p(math.exp(-2))
+    )
     assert float(bradley_terry_loss(torch.tensor([1.5]), torch.tensor([1.5]))) == pytest.approx(math.log(2))
     both = bradley_terry_loss(torch.tensor([2.0, -1.0]), torch.tensor([0.0, 2.0]))
     assert float(both) == pytest.approx((math.log1p(math.exp(-2)) + math.log1p(math.exp(3))) / 2)
     # Stable where the naive formula overflows: a margin of 200 costs ~e^−200, −200 costs ~200.
-    assert float(bradley_terry_loss(torch.tensor([100.0]), torch.tensor([-100.0]))) == pytest.approx(0.0, abs=1e-12)
+    assert float(bradley_terry_loss(torch.tensor([100.0]), torch.tensor([-100.0]))) == pytest.approx(
+        0.0, abs=1e-12
+    )
     assert float(bradley_terry_loss(torch.tensor([-100.0]), torch.tensor([100.0]))) == pytest.approx(200.0)
 
 
@@ -63,7 +65,9 @@ def test_labels_prefer_the_higher_gold_score_drop_ties_and_flip_with_noise() -> 
     assert pairs.chosen.tolist() == [[5, 6, 0, 0], [5, 10, 0, 0]]
     assert pairs.rejected.tolist() == [[5, 9, 0, 0], [5, 7, 0, 0]]
     assert rm_tokens([[5, 11, EOS_ID]], 4).tolist() == [[5, 11, PAD_ID, PAD_ID]]  # EOS is not scored
-    many = label_pairs([[5]] * 2000, [[6]] * 2000, [1.0] * 2000, [0.0] * 2000, 2, 0.2, np.random.default_rng(0))
+    many = label_pairs(
+        [[5]] * 2000, [[6]] * 2000, [1.0] * 2000, [0.0] * 2000, 2, 0.2, np.random.default_rng(0)
+    )
     flipped = float((many.chosen[:, 0] == 6).float().mean())
     assert flipped == pytest.approx(0.2, abs=0.03)
 
@@ -137,8 +141,13 @@ def test_a_stage_older_than_its_upstream_reruns(tmp_path) -> None:
 
 def test_ptx_term_is_gamma_times_the_cross_entropy_of_the_completion_tokens(task) -> None:
     torch.manual_seed(0)
-    model = TransformerActorCritic(len(task.vocab), task.max_demonstration_len, d_model=16, n_layers=1, n_heads=2)
-    sentences = [task.encode("the movie was very good .") + [EOS_ID], task.encode("i hated the food") + [EOS_ID]]
+    model = TransformerActorCritic(
+        len(task.vocab), task.max_demonstration_len, d_model=16, n_layers=1, n_heads=2
+    )
+    sentences = [
+        task.encode("the movie was very good .") + [EOS_ID],
+        task.encode("i hated the food") + [EOS_ID],
+    ]
     corpus = CorpusTask(task, sentences)
     tokens, mask = demonstration_batch(corpus, 4, np.random.default_rng(0), model.max_len)
 
@@ -186,7 +195,9 @@ def test_grammar_accepts_generated_sentences_and_rejects_shuffled_ones(task) -> 
     rejected = np.mean([not grammar.accepts(s) for s in shuffled])
     # A few permutations stay grammatical ("good but bad" ↔ "bad but good"); nearly all do not.
     assert rejected > 0.95
-    for text in ["the movie was good the", "i the loved food", "it was the good", "the movie was", "good movie"]:
+    for text in [
+        "the movie was good the", "i the loved food", "it was the good", "the movie was", "good movie"
+    ]:
         assert not grammar.accepts(task.encode(text)), text
     assert not grammar.accepts(task.encode("the movie was good") + [EOS_ID, 5])  # nothing after EOS
     assert grammar.accepts(task.encode("the movie was very good !") + [EOS_ID, PAD_ID, PAD_ID])
@@ -203,7 +214,10 @@ def test_corpus_is_deterministic_distinct_mixed_and_split(task) -> None:
     gold = np.array([task.score([], s) for s in a.train])
     assert (gold > 0.05).mean() > 0.25 and (gold < -0.05).mean() > 0.25
     train, held_out = split_prompts(task, 0.2, seed=0)
-    assert len(train) + len(held_out) == len(task.prompts) and not {tuple(p) for p in train} & {tuple(p) for p in held_out}
+    assert (
+        len(train) + len(held_out) == len(task.prompts)
+        and not {tuple(p) for p in train} & {tuple(p) for p in held_out}
+    )
 
 
 # ------------------------------------------------------------------------------ reward-model env
@@ -225,7 +239,10 @@ def test_reward_model_env_replaces_the_final_reward_and_reports_the_gold_score(t
     assert truncated and not terminated  # three tokens, no EOS: the penalty applies
     expected = model.score(rm_tokens([prompt + good + task.encode("joy")], env.max_len))[0].item()
     assert info["rm_score"] == pytest.approx(expected)
-    assert info["gold_score"] == pytest.approx(task.score(prompt, good + task.encode("joy"))) and info["gold_score"] > 0.5
+    assert (
+        info["gold_score"] == pytest.approx(task.score(prompt, good + task.encode("joy")))
+        and info["gold_score"] > 0.5
+    )
     assert reward == pytest.approx(expected - 0.5)
     assert info["grammatical"] == 1.0  # "i loved the joy": VERB the NOUN
     wrapped.reset(seed=1)
@@ -243,7 +260,12 @@ def test_offline_stages_run_and_a_rerun_skips_them(tmp_path, capsys) -> None:
         [f"run_dir={tmp_path}", "rlhf.sft_steps=40", "network.d_model=32", "network.n_layers=1"],
     )
     pipeline = PipelineConfig(
-        corpus_size=200, rm_pairs=64, rm_held_out_pairs=32, rm_steps=10, rm_batch_size=16, eval_samples_per_prompt=4
+        corpus_size=200,
+        rm_pairs=64,
+        rm_held_out_pairs=32,
+        rm_steps=10,
+        rm_batch_size=16,
+        eval_samples_per_prompt=4,
     )
     stages = ("corpus", "sft", "reward_model", "eval")
     summaries = run_pipeline(config, pipeline, progress=False, stages=stages)
@@ -260,7 +282,9 @@ def test_offline_stages_run_and_a_rerun_skips_them(tmp_path, capsys) -> None:
 
 def test_sampled_completions_start_with_their_prompt_and_stop_at_eos(task) -> None:
     torch.manual_seed(0)
-    model = TransformerActorCritic(len(task.vocab), task.max_prompt_len + 4, d_model=16, n_layers=1, n_heads=2)
+    model = TransformerActorCritic(
+        len(task.vocab), task.max_prompt_len + 4, d_model=16, n_layers=1, n_heads=2
+    )
     prompts = [task.encode("i"), task.encode("the movie was")]
     sequences = sample_completions(model, prompts, 4, seed=1)
     assert sequences == sample_completions(model, prompts, 4, seed=1)  # seeded

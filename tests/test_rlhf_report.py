@@ -16,8 +16,8 @@ from agents.run.checkpoint import load_checkpoint
 from agents.run.pipeline import run_pipeline
 from agents.run.stages import PPO_RUN
 
-TINY = ["rlhf.sft_steps=40", "network.d_model=32", "network.n_layers=1", "total_timesteps=1024", "ppo.num_steps=16",
-        "rlhf.ptx_coef=0.5", "rlhf.ptx_batch_size=8",
+TINY = ["rlhf.sft_steps=40", "network.d_model=32", "network.n_layers=1", "total_timesteps=1024",
+        "ppo.num_steps=16", "rlhf.ptx_coef=0.5", "rlhf.ptx_batch_size=8",
         "checkpoint_interval=1"]
 REPO = Path(__file__).resolve().parents[1]
 

@@ -3,10 +3,10 @@
 import torch
 
 import tests.toy_envs  # noqa: F401  (registers tests/Counter-v0: obs = step count, time limit 3)
-from agents.networks.actor_critic import ActorCritic
 from agents.config import config_from_dict
-from agents.core.storage import RolloutStorage
 from agents.core.rollout import collect_rollout
+from agents.core.storage import RolloutStorage
+from agents.networks.actor_critic import ActorCritic
 from envs.vector import finished_episodes, make_vector_env
 
 
@@ -30,7 +30,11 @@ def collect(action: int, num_steps: int = 6):
     episodes = []
     obs, _ = envs.reset(seed=0)
     collect_rollout(
-        ScriptedAgent(action), envs, storage, torch.as_tensor(obs), lambda infos: episodes.extend(finished_episodes(infos))
+        ScriptedAgent(action),
+        envs,
+        storage,
+        torch.as_tensor(obs),
+        lambda infos: episodes.extend(finished_episodes(infos)),
     )
     envs.close()
     return storage, episodes

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from agents.rlhf.sft import demonstration_batch, evaluate_cross_entropy, sft_train
 from agents.networks.transformer import TransformerActorCritic
+from agents.rlhf.sft import demonstration_batch, evaluate_cross_entropy, sft_train
 from envs.token_generation import make_digit_sort_env
 from envs.token_tasks import EOS_ID, DigitSortTask, SentimentTask
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # see tests/conftest.py
 
@@ -38,7 +37,9 @@ def test_sft_lowers_digit_sort_cross_entropy_and_teaches_the_format() -> None:
     k = 3
     task = DigitSortTask(k)
     torch.manual_seed(0)
-    model = TransformerActorCritic(len(task.vocab), task.max_demonstration_len, d_model=32, n_layers=2, n_heads=4)
+    model = TransformerActorCritic(
+        len(task.vocab), task.max_demonstration_len, d_model=32, n_layers=2, n_heads=4
+    )
     before = evaluate_cross_entropy(model, task)
     metrics = sft_train(model, task, steps=150, batch_size=32, lr=3e-3, seed=0)
     after = evaluate_cross_entropy(model, task)

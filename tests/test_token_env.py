@@ -204,7 +204,9 @@ def test_sb3_ppo_runs_on_digit_sort_unchanged(one_torch_thread: None, tmp_path) 
     from stable_baselines3 import PPO
     from stable_baselines3.common.logger import configure
 
-    model = PPO("MlpPolicy", "TokenGen/DigitSort-v0", n_steps=128, batch_size=64, n_epochs=2, seed=0, device="cpu")
+    model = PPO(
+        "MlpPolicy", "TokenGen/DigitSort-v0", n_steps=128, batch_size=64, n_epochs=2, seed=0, device="cpu"
+    )
     model.set_logger(configure(str(tmp_path), ["csv"]))  # else SB3 leaves a log dir in /tmp
     model.learn(total_timesteps=256)
     env = gym.make("TokenGen/DigitSort-v0")

@@ -220,7 +220,9 @@ def test_acts_in_the_token_env() -> None:
         [lambda: gym.make("TokenGen/Sentiment-v0", max_new_tokens=4)] * 3,
         autoreset_mode=gym.vector.AutoresetMode.SAME_STEP,
     )
-    model = TransformerActorCritic.from_spaces(envs.single_observation_space, int(envs.single_action_space.n), d_model=32)
+    model = TransformerActorCritic.from_spaces(
+        envs.single_observation_space, int(envs.single_action_space.n), d_model=32
+    )
     assert model.max_len == 3 + 4 and model.vocab_size == envs.single_action_space.n
     obs, _ = envs.reset(seed=0)
     for _ in range(10):
@@ -233,6 +235,8 @@ def assert_act_matches_full_forward_env(model: TransformerActorCritic, obs: np.n
     action, logp, value = model.act(obs)
     with torch.no_grad():
         logits, ref_value = model(obs)
-    torch.testing.assert_close(logp, logits.log_softmax(-1).gather(1, action[:, None]).squeeze(1), atol=ATOL, rtol=0)
+    torch.testing.assert_close(
+        logp, logits.log_softmax(-1).gather(1, action[:, None]).squeeze(1), atol=ATOL, rtol=0
+    )
     torch.testing.assert_close(value, ref_value, atol=ATOL, rtol=0)
     return action

@@ -18,7 +18,8 @@ from agents.config.sections import NetworkConfig, PipelineConfig, PPOConfig, RLH
 from envs.options import AtariOptions, ConfigError, EnvOptions
 
 __all__ = [
-    "RENAMED_KEYS", "AtariOptions", "ConfigError", "EnvOptions", "NetworkConfig", "PPOConfig", "PipelineConfig",
-    "RLHFConfig", "TrainConfig", "apply_overrides", "config_from_dict", "config_to_dict", "flatten_dict",
+    "RENAMED_KEYS", "AtariOptions", "ConfigError", "EnvOptions", "NetworkConfig", "PPOConfig",
+    "PipelineConfig", "RLHFConfig", "TrainConfig", "apply_overrides", "config_from_dict", "config_to_dict",
+    "flatten_dict",
     "load_config", "parse_yaml", "read_yaml_config", "upgrade_saved_config", "validate",
 ]

@@ -1,4 +1,5 @@
-"""Range checks of a well-typed config: values that parse but mean nothing (negative rates, empty batches...)."""
+"""Range checks of a well-typed config: values that parse but mean nothing (negative rates,
+empty batches...)."""
 
 from __future__ import annotations
 
@@ -63,7 +64,10 @@ def validate(config: TrainConfig) -> None:
     require(pipe.corpus_size >= 2, "pipeline.corpus_size must be >= 2")
     require(0 < pipe.held_out_fraction < 1, "pipeline.held_out_fraction must be in (0, 1)")
     require(0 < pipe.eval_prompt_fraction < 1, "pipeline.eval_prompt_fraction must be in (0, 1)")
-    require(min(pipe.rm_pairs, pipe.rm_held_out_pairs, pipe.rm_steps, pipe.rm_batch_size) > 0, "pipeline.rm_* counts must be > 0")
+    require(
+        min(pipe.rm_pairs, pipe.rm_held_out_pairs, pipe.rm_steps, pipe.rm_batch_size) > 0,
+        "pipeline.rm_* counts must be > 0",
+    )
     require(pipe.rm_learning_rate > 0, "pipeline.rm_learning_rate must be > 0")
     require(0 <= pipe.label_noise < 0.5, "pipeline.label_noise must be in [0, 0.5)")
     require(pipe.eval_samples_per_prompt > 0, "pipeline.eval_samples_per_prompt must be > 0")
@@ -74,7 +78,8 @@ def validate(config: TrainConfig) -> None:
         require(ppo.vf_coef == 0, "algo grpo has no critic: set ppo.vf_coef: 0")
         require(
             env.num_envs % rlhf.group_size == 0,
-            f"algo grpo: env.num_envs ({env.num_envs}) must be a multiple of rlhf.group_size ({rlhf.group_size})",
+            f"algo grpo: env.num_envs ({env.num_envs}) must be a multiple of "
+            f"rlhf.group_size ({rlhf.group_size})",
         )
     net = config.network
     require(min(net.d_model, net.n_layers, net.n_heads) > 0, "network.d_model, n_layers, n_heads must be > 0")

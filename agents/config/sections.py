@@ -52,7 +52,9 @@ class RLHFConfig:
     """Text generation as RL (token envs): reference policy, KL control, SFT warm start, GRPO."""
 
     kl_coef: float = 0.0  # β of the KL to the frozen reference (SFT) policy; 0: no reference
-    kl_estimator: Literal["k1", "k3"] = "k1"  # k1: −β(log π − log π_ref) in each token's reward; k3: β·k3 in the loss
+    kl_estimator: Literal["k1", "k3"] = (
+        "k1"  # k1: −β(log π − log π_ref) in each token's reward; k3: β·k3 in the loss
+    )
     adaptive_kl: bool = False  # adapt β towards kl_target (Ziegler et al. 2019)
     kl_target: float = 1.0  # adaptive β: target KL per completion (nats)
     kl_horizon: int = 10_000  # adaptive β: completions over which β moves by up to 20 %
@@ -61,8 +63,10 @@ class RLHFConfig:
     sft_batch_size: int = 64  # demonstrations per SFT step
     group_size: int = 8  # GRPO: completions sampled per prompt (env.num_envs must be a multiple)
     sample_interval: int = 10  # log a few sampled completions as text every N updates
-    init_checkpoint: Optional[str] = None  # start the policy (and π_ref) from this checkpoint's model instead of SFT
-    ptx_coef: float = 0.0  # γ_ptx of PPO-ptx: −γ_ptx·LL of a corpus batch added to each minibatch loss; 0: off
+    init_checkpoint: Optional[str] = None
+    ptx_coef: float = (
+        0.0  # γ_ptx of PPO-ptx: −γ_ptx·LL of a corpus batch added to each minibatch loss; 0: off
+    )
     ptx_batch_size: int = 32  # corpus sentences per ptx batch
     ptx_corpus: Optional[str] = None  # corpus.json (train split) of the RLHF pipeline's corpus stage
 
@@ -72,7 +76,9 @@ class PipelineConfig:
     """The offline RLHF pipeline (agents/run/pipeline.py). SFT reads rlhf.sft_*, the PPO-ptx stage the
     usual sections and rlhf.ptx_coef / rlhf.ptx_batch_size (its corpus is the corpus stage's)."""
 
-    enabled: bool = False  # run the pipeline stages (corpus → SFT → reward model → PPO-ptx → eval) instead of one run
+    enabled: bool = (
+        False  # run the pipeline stages (corpus → SFT → reward model → PPO-ptx → eval) instead of one run
+    )
     corpus_size: int = 3000  # distinct corpus sentences (train + held out)
     held_out_fraction: float = 0.1  # share of corpus sentences held out (SFT held-out cross-entropy)
     eval_prompt_fraction: float = 0.2  # share of prompts (per prompt kind, at least one) kept for evaluation

@@ -8,8 +8,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.networks.actor_critic import ActorCritic
 from agents.core.storage import RolloutStorage
+from agents.networks.actor_critic import ActorCritic
 
 
 def obs_to_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -27,7 +27,9 @@ class CausalSelfAttention(nn.Module):
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.d_head).permute(2, 0, 3, 1, 4)
         return q, k, v
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor
+    ) -> torch.Tensor:
         """q [B, H, Tq, dh], k/v [B, H, Tk, dh], allowed (bool, broadcast to [B, H, Tq, Tk]) → [B, Tq, d]."""
         scores = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(self.d_head))
         weights = scores.masked_fill(~allowed, float("-inf")).softmax(dim=-1)

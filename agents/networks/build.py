@@ -5,9 +5,9 @@ from __future__ import annotations
 import gymnasium as gym
 import torch
 
+from agents.config import ConfigError, TrainConfig
 from agents.networks.actor_critic import ActorCritic
 from agents.networks.cnn import CNNActorCritic
-from agents.config import ConfigError, TrainConfig
 from agents.networks.mlp import MLPActorCritic
 from agents.networks.transformer import TransformerActorCritic
 
@@ -40,7 +40,9 @@ def build_agent(config: TrainConfig, observation_space: gym.Space, num_actions: 
         else:
             kind = "nature_cnn" if len(observation_space.shape) == 3 else "mlp"
     if kind == "mlp":
-        return MLPActorCritic(observation_space, num_actions, net.hidden_sizes, net.activation, net.shared_trunk)
+        return MLPActorCritic(
+            observation_space, num_actions, net.hidden_sizes, net.activation, net.shared_trunk
+        )
     if kind == "transformer":
         if not is_token_space(observation_space, num_actions):
             raise ConfigError(f"network.kind transformer needs a token env, got {observation_space}")
@@ -49,7 +51,9 @@ def build_agent(config: TrainConfig, observation_space: gym.Space, num_actions: 
             value_grad_scale=net.value_grad_scale,
         )
     if len(observation_space.shape) != 3:
-        raise ConfigError(f"network.kind {kind} needs image observations (C, H, W), got {observation_space.shape}")
+        raise ConfigError(
+            f"network.kind {kind} needs image observations (C, H, W), got {observation_space.shape}"
+        )
     try:
         return CNNActorCritic(observation_space, num_actions, trunk=kind.removesuffix("_cnn"))
     except ValueError as exc:

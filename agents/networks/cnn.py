@@ -8,6 +8,7 @@ from torch import nn
 
 from agents.networks.actor_critic import ActorCritic, layer_init
 
+
 def nature_trunk(in_channels: int) -> tuple[nn.Module, int]:
     """Mnih et al. 2015: three convolutions then a 512-unit layer; expects 84×84 inputs."""
     trunk = nn.Sequential(
@@ -30,7 +31,9 @@ class _ResidualBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
 
-def impala_trunk(in_channels: int, size: int, channels: tuple[int, ...] = (16, 32, 32)) -> tuple[nn.Module, int]:
+def impala_trunk(
+    in_channels: int, size: int, channels: tuple[int, ...] = (16, 32, 32)
+) -> tuple[nn.Module, int]:
     """Espeholt et al. 2018: per stage conv → 3×3 max-pool stride 2 → two residual blocks."""
     layers: list[nn.Module] = []
     for out_channels in channels:

@@ -87,7 +87,9 @@ class TransformerActorCritic(ActorCritic):
         # The critic reads the trunk's features but does not train them (see _heads).
         self.value_head = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh(), nn.Linear(d_model, 1))
         self._init_weights(n_layers)
-        self.register_buffer("_causal", torch.ones(max_len, max_len, dtype=torch.bool).tril(), persistent=False)
+        self.register_buffer(
+            "_causal", torch.ones(max_len, max_len, dtype=torch.bool).tril(), persistent=False
+        )
         self.register_buffer("_pad_action", torch.arange(vocab_size) == pad_id, persistent=False)
         self.reset_cache()
         # Diagnostics read by tests and logs: how the last act / evaluate_actions call was served.
@@ -130,7 +132,9 @@ class TransformerActorCritic(ActorCritic):
         """obs (any integer dtype) → (tokens [B, L] long on the model's device, lengths [B])."""
         tokens = torch.as_tensor(obs, device=self.position_embedding.device).long()
         if tokens.dim() != 2 or not 1 <= tokens.shape[1] <= self.max_len:
-            raise ValueError(f"expected token arrays of shape [B, L ≤ {self.max_len}], got {tuple(tokens.shape)}")
+            raise ValueError(
+                f"expected token arrays of shape [B, L ≤ {self.max_len}], got {tuple(tokens.shape)}"
+            )
         real = tokens != self.pad_id
         # Right padding only: a real token after a PAD would make "length" ambiguous.
         if tokens.shape[1] > 1 and bool((real[:, 1:] & ~real[:, :-1]).any()):
@@ -154,7 +158,11 @@ class TransformerActorCritic(ActorCritic):
         logits = self.policy_head(h)
         logits = logits.masked_fill(self._pad_action, torch.finfo(logits.dtype).min)
         # Forward value unchanged; backward, only value_grad_scale of its gradient reaches the trunk.
-        value_input = h.detach() if self.value_grad_scale == 0 else h.detach() + self.value_grad_scale * (h - h.detach())
+        value_input = (
+            h.detach()
+            if self.value_grad_scale == 0
+            else h.detach() + self.value_grad_scale * (h - h.detach())
+        )
         return logits, self.value_head(value_input).squeeze(-1)
 
     def _trunk(self, tokens: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -168,7 +176,9 @@ class TransformerActorCritic(ActorCritic):
             kv.append(layer_kv)
         return x, kv
 
-    def sequence_logits_and_values(self, tokens: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    def sequence_logits_and_values(
+        self, tokens: torch.Tensor | np.ndarray
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One causal forward: logits [B, L, V] and values [B, L]; position t sees tokens ≤ t.
 
         Positions at or after a row's padding hold meaningless outputs; causality guarantees
@@ -234,7 +244,9 @@ class TransformerActorCritic(ActorCritic):
             self._cache_v[layer][rows, :, :width] = v
         return hidden[torch.arange(len(rows), device=rows.device), lengths - 1]
 
-    def _step_rows(self, rows: torch.Tensor, last_tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def _step_rows(
+        self, rows: torch.Tensor, last_tokens: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
         """Feed one token per row at its own position, attending to cached K/V. → hidden [E, d]."""
         width = int(positions.max())  # cached positions any row may attend to: [0, width)
         x = self.token_embedding(last_tokens)[:, None] + self.position_embedding[positions][:, None]
@@ -276,9 +288,13 @@ class TransformerActorCritic(ActorCritic):
         step_rows = incremental.nonzero().squeeze(1)
         rebuild_rows = (~incremental).nonzero().squeeze(1)
         if len(rebuild_rows):
-            hidden[rebuild_rows] = self._rebuild_rows(rebuild_rows, tokens[rebuild_rows], lengths[rebuild_rows])
+            hidden[rebuild_rows] = self._rebuild_rows(
+                rebuild_rows, tokens[rebuild_rows], lengths[rebuild_rows]
+            )
         if len(step_rows):
-            hidden[step_rows] = self._step_rows(step_rows, tokens[step_rows, last[step_rows]], last[step_rows])
+            hidden[step_rows] = self._step_rows(
+                step_rows, tokens[step_rows, last[step_rows]], last[step_rows]
+            )
         self._cache_tokens = tokens.clone()
         self._cache_len = lengths.clone()
         self.last_act_rows = {"incremental": len(step_rows), "rebuilt": len(rebuild_rows)}

@@ -86,7 +86,9 @@ def evaluate_policy(
     prompt_lens = [len(p) for p in batch]
     sequences = sample_completions(policy, batch, max_new_tokens, seed)
     gold = [task.score(p, completion_of(s, n)) for p, s, n in zip(batch, sequences, prompt_lens)]
-    rm_scores = reward_model.score(rm_tokens(sequences, reward_model.max_len).to(reward_model.position_embedding.device))
+    rm_scores = reward_model.score(
+        rm_tokens(sequences, reward_model.max_len).to(reward_model.position_embedding.device)
+    )
     logp, mask = completion_logprobs(policy, sequences, prompt_lens)
     sft_logp, _ = completion_logprobs(sft, sequences, prompt_lens)
     sft_nll = -(sft_logp.sum() / mask.sum()).item()
@@ -108,5 +110,8 @@ EVAL_SCALARS = ("gold_reward", "rm_score", "kl_to_sft", "fluency", "sft_perplexi
 def format_table(results: dict[str, dict[str, Any]]) -> str:
     """A plain-text table: one row per policy, one column per scalar."""
     header = f"{'policy':<8}" + "".join(f"{name:>15}" for name in EVAL_SCALARS)
-    rows = [f"{policy:<8}" + "".join(f"{metrics[n]:>15.4f}" for n in EVAL_SCALARS) for policy, metrics in results.items()]
+    rows = [
+        f"{policy:<8}" + "".join(f"{metrics[n]:>15.4f}" for n in EVAL_SCALARS)
+        for policy, metrics in results.items()
+    ]
     return "\n".join([header, *rows])

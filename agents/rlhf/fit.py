@@ -8,7 +8,11 @@ import torch
 
 
 def adam_fit(
-    model: torch.nn.Module, batch_loss: Callable[[], torch.Tensor], steps: int, lr: float, max_grad_norm: float
+    model: torch.nn.Module,
+    batch_loss: Callable[[], torch.Tensor],
+    steps: int,
+    lr: float,
+    max_grad_norm: float,
 ) -> list[float]:
     """`steps` Adam steps θ ← Adam(θ, ∇L) on L = batch_loss() (which draws its own batch), the
     gradient's global norm clipped to `max_grad_norm`; returns every step's loss."""

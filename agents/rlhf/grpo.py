@@ -59,7 +59,9 @@ def collect_groups(
         first, _ = envs[start].reset(seed=int(rng.integers(2**31 - 1)))
         prompt = first[first != 0].tolist()  # PAD (0) never occurs inside a sequence
         observations.append(first)
-        observations += [envs[i].reset(options={"prompt": prompt})[0] for i in range(start + 1, start + group_size)]
+        observations += [
+            envs[i].reset(options={"prompt": prompt})[0] for i in range(start + 1, start + group_size)
+        ]
     active = np.ones(num_envs, dtype=bool)
     rewards = np.zeros(num_envs, dtype=np.float32)
     lengths = [0] * num_envs

@@ -17,12 +17,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from agents.rlhf.sft import completion_cross_entropy, demonstration_batch
 from agents.networks.transformer import TransformerActorCritic
+from agents.rlhf.sft import completion_cross_entropy, demonstration_batch
 from envs.token_tasks import TokenTask
 
 
-def ptx_loss(model: TransformerActorCritic, tokens: torch.Tensor, mask: torch.Tensor, ptx_coef: float) -> torch.Tensor:
+def ptx_loss(
+    model: TransformerActorCritic, tokens: torch.Tensor, mask: torch.Tensor, ptx_coef: float
+) -> torch.Tensor:
     """L_ptx = −γ_ptx · mean_t log π(y_t | y_<t) over the masked (completion) tokens of a batch."""
     return ptx_coef * completion_cross_entropy(model, tokens, mask)
 

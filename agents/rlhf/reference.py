@@ -55,7 +55,11 @@ class ReferencePolicy:
     to the measured KL per completion after every update."""
 
     def __init__(
-        self, network: ActorCritic, coef: float, estimator: str, controller: AdaptiveKLController | None = None
+        self,
+        network: ActorCritic,
+        coef: float,
+        estimator: str,
+        controller: AdaptiveKLController | None = None,
     ) -> None:
         self.network, self.coef, self.estimator, self.controller = network, coef, estimator, controller
         if controller is not None:

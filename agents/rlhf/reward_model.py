@@ -26,7 +26,7 @@ from torch.nn import functional as F
 from agents.networks.transformer import TransformerActorCritic
 from agents.rlhf.fit import adam_fit
 from agents.rlhf.token_rows import pad_rows
-from envs.scored_text import Scorer, ScoredTextEnv
+from envs.scored_text import ScoredTextEnv, Scorer
 from envs.token_generation import TokenGenerationEnv
 from envs.token_tasks import EOS_ID, PAD_ID
 
@@ -59,8 +59,9 @@ class RewardModel(TransformerActorCritic):
         first = self.blocks[0]
         d_model = self.position_embedding.shape[1]
         return {
-            "vocab_size": self.vocab_size, "max_len": self.max_len, "d_model": d_model, "n_layers": len(self.blocks),
-            "n_heads": first.attn.n_heads, "mlp_ratio": first.mlp[0].out_features // d_model, "pad_id": self.pad_id,
+            "vocab_size": self.vocab_size, "max_len": self.max_len, "d_model": d_model,
+            "n_layers": len(self.blocks), "n_heads": first.attn.n_heads,
+            "mlp_ratio": first.mlp[0].out_features // d_model, "pad_id": self.pad_id,
         }
 
     def scorer(self) -> Scorer:
@@ -78,17 +79,24 @@ class RewardModelEnv(ScoredTextEnv):
     """A token env whose final reward is r_θ(prompt, completion) of `reward_model` (see ScoredTextEnv)."""
 
     def __init__(
-        self, env: TokenGenerationEnv, reward_model: RewardModel, prompts: Sequence[Sequence[int]] | None = None
+        self,
+        env: TokenGenerationEnv,
+        reward_model: RewardModel,
+        prompts: Sequence[Sequence[int]] | None = None,
     ) -> None:
         if reward_model.max_len < env.unwrapped.max_len:
-            raise ValueError(f"reward model context {reward_model.max_len} < env sequence length {env.unwrapped.max_len}")
+            raise ValueError(
+                f"reward model context {reward_model.max_len} < env sequence length {env.unwrapped.max_len}"
+            )
         super().__init__(env, reward_model.scorer(), prompts)
         self.reward_model = reward_model
 
 
 def rm_tokens(sequences: Sequence[Sequence[int]], max_len: int) -> torch.Tensor:
     """Right-padded [B, max_len] reward-model input: each sequence without EOS/PAD, cut to max_len."""
-    return pad_rows([[int(t) for t in s if int(t) not in (PAD_ID, EOS_ID)][:max_len] for s in sequences], max_len)
+    return pad_rows(
+        [[int(t) for t in s if int(t) not in (PAD_ID, EOS_ID)][:max_len] for s in sequences], max_len
+    )
 
 
 def bradley_terry_loss(chosen_rewards: torch.Tensor, rejected_rewards: torch.Tensor) -> torch.Tensor:
@@ -170,7 +178,9 @@ def train_reward_model(
 
     def batch_loss() -> torch.Tensor:
         idx = torch.randint(len(pairs), (min(batch_size, len(pairs)),), generator=generator)
-        return bradley_terry_loss(model.score(pairs.chosen[idx].to(device)), model.score(pairs.rejected[idx].to(device)))
+        return bradley_terry_loss(
+            model.score(pairs.chosen[idx].to(device)), model.score(pairs.rejected[idx].to(device))
+        )
 
     losses = adam_fit(model, batch_loss, steps, lr, max_grad_norm)
     model.eval()

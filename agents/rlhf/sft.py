@@ -38,7 +38,9 @@ def demonstration_batch(
     return tokens, span_mask(sequences, [task.prompt_length(s) for s in sequences], tokens.shape[1])
 
 
-def completion_cross_entropy(model: TransformerActorCritic, tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def completion_cross_entropy(
+    model: TransformerActorCritic, tokens: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
     """Mean over completion tokens of −log π(y_t | y_<t): position t − 1 predicts token t."""
     logits, _ = model.sequence_logits_and_values(tokens[:, :-1])
     targets, weights = tokens[:, 1:], mask[:, 1:]
@@ -81,4 +83,8 @@ def sft_train(
 
     losses = adam_fit(model, batch_loss, steps, lr, max_grad_norm)
     model.reset_cache()  # the weights changed (act would notice anyway; this frees the memory)
-    return {"loss": losses[-1] if losses else float("nan"), "initial_loss": losses[0] if losses else float("nan"), "losses": losses}
+    return {
+        "loss": losses[-1] if losses else float("nan"),
+        "initial_loss": losses[0] if losses else float("nan"),
+        "losses": losses,
+    }

@@ -47,7 +47,9 @@ class VideoEvery:
             return
         started = time.time()
         path = trainer.run_dir / VIDEO_DIR / f"step_{state.global_step}.mp4"
-        frames, fps = record_video_clip(trainer.agent, trainer.config, seed=trainer.config.seed + state.update, path=path)
+        frames, fps = record_video_clip(
+            trainer.agent, trainer.config, seed=trainer.config.seed + state.update, path=path
+        )
         log_video(trainer.logger.writer, "eval/video", frames, state.global_step, fps)
         trainer.logger.start_time += time.time() - started
 

@@ -61,7 +61,9 @@ class EpisodeRecorder:
             if key in final:
                 values += [float(final[key][i]) for i in np.flatnonzero(final[f"_{key}"])]
         if "text" in final:
-            self.texts.extend(f"{final['prompt_text'][i]} → {final['text'][i]}" for i in np.flatnonzero(final["_text"]))
+            self.texts.extend(
+                f"{final['prompt_text'][i]} → {final['text'][i]}" for i in np.flatnonzero(final["_text"])
+            )
         if self.stop.requested:  # a safe point: the networks have not changed since the last update
             raise StopRequested
 
@@ -94,7 +96,9 @@ class SegmentCollector:
         self.recorder, self.reference, self.with_episodes = recorder, reference, with_episodes
         space = envs.single_observation_space
         obs_dtype = torch.from_numpy(np.zeros(0, dtype=space.dtype)).dtype
-        self.storage = RolloutStorage(config.ppo.num_steps, config.env.num_envs, space.shape, obs_dtype, device)
+        self.storage = RolloutStorage(
+            config.ppo.num_steps, config.env.num_envs, space.shape, obs_dtype, device
+        )
         self.obs: torch.Tensor | None = None
 
     def restart(self, seed: int) -> None:
@@ -112,10 +116,14 @@ class SegmentCollector:
         )
         token_kl = ref_logp = None
         if reference is not None:
-            ref_logp = reference.logp(storage.obs.flatten(0, 1), storage.actions.flatten()).view_as(storage.logp)
+            ref_logp = reference.logp(storage.obs.flatten(0, 1), storage.actions.flatten()).view_as(
+                storage.logp
+            )
             token_kl = float((storage.logp - ref_logp).mean())
             if reference.in_reward:
-                storage.rewards = kl_penalised_rewards(storage.rewards, storage.logp, ref_logp, reference.coef)
+                storage.rewards = kl_penalised_rewards(
+                    storage.rewards, storage.logp, ref_logp, reference.coef
+                )
         with torch.inference_mode():
             storage.compute_advantages(self.agent.value(self.obs), ppo.gamma, ppo.gae_lambda)
         batch = storage.flatten(with_episodes=self.with_episodes)
@@ -146,7 +154,9 @@ class GroupCollector:
         """Nothing to restart: every round starts new episodes, with prompts drawn from prompt_rng."""
 
     def collect(self) -> Rollout:
-        rollout = collect_groups(self.agent, self.envs, self.config.rlhf.group_size, self.prompt_rng, self.device)
+        rollout = collect_groups(
+            self.agent, self.envs, self.config.rlhf.group_size, self.prompt_rng, self.device
+        )
         self.recorder.logger.add_episodes(list(zip(rollout.rewards.tolist(), rollout.lengths)))
         self.recorder.texts.extend(rollout.texts)
         batch, token_kl = rollout.batch, None

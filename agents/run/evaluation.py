@@ -22,8 +22,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.networks.actor_critic import ActorCritic
 from agents.config import TrainConfig
+from agents.networks.actor_critic import ActorCritic
 from agents.run.video import MP4Writer, video_fps
 from envs.atari import is_atari
 from envs.registry import check_env_id, is_token_env

@@ -9,8 +9,9 @@ Stages, each writing its outputs and then a `done` marker into run_dir/stages/<n
                  compound) preferred, optional label noise; Bradley–Terry training
                  (agents/rlhf/reward_model.py); pairwise accuracy on pairs of the evaluation prompts.
 4. ppo           PPO-ptx against the reward model: the env's reward is replaced by r_θ at the end
-                 of each completion (`RewardModelEnv`, agents/rlhf/reward_model.py), the per-token KL to the SFT policy is the
-                 trainer's, the ptx term γ_ptx·LL(corpus) is added per minibatch (agents/rlhf/ptx.py).
+                 of each completion (`RewardModelEnv`, agents/rlhf/reward_model.py), the per-token
+                 KL to the SFT policy is the trainer's, the ptx term γ_ptx·LL(corpus) is added per
+                 minibatch (agents/rlhf/ptx.py).
 5. eval          evaluation prompts, SFT vs PPO policy: gold reward, RM score, KL to SFT, fluency
                  (grammar acceptance, SFT perplexity of samples), as TensorBoard scalars eval/*
                  (run_dir/eval/<policy>) and a printed table.
@@ -37,7 +38,13 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.config import PipelineConfig, TrainConfig
 from agents.networks.build import build_agent
 from agents.networks.transformer import TransformerActorCritic
-from agents.rlhf.evaluation import EVAL_SCALARS, completion_of, evaluate_policy, format_table, sample_completions
+from agents.rlhf.evaluation import (
+    EVAL_SCALARS,
+    completion_of,
+    evaluate_policy,
+    format_table,
+    sample_completions,
+)
 from agents.rlhf.reward_model import RewardModel, label_pairs, pairwise_accuracy, train_reward_model
 from agents.rlhf.sft import completion_cross_entropy, demonstration_batch, sft_train
 from agents.run.checkpoint import FINAL_CHECKPOINT, load_checkpoint, save_checkpoint
@@ -87,7 +94,9 @@ def _max_new_tokens(config: TrainConfig) -> int:
 class RLHFPipeline:
     """The five stages over one run dir; `run()` does what is not done yet."""
 
-    def __init__(self, config: TrainConfig, pipeline: PipelineConfig, run_dir: Path, progress: bool = True) -> None:
+    def __init__(
+        self, config: TrainConfig, pipeline: PipelineConfig, run_dir: Path, progress: bool = True
+    ) -> None:
         self.config, self.pipeline, self.run_dir, self.progress = config, pipeline, Path(run_dir), progress
         self.task = SentimentTask()
         self.grammar = SentimentGrammar(self.task)
@@ -100,7 +109,9 @@ class RLHFPipeline:
         if unknown:
             raise ValueError(f"unknown stages {sorted(unknown)}; stages are {STAGES}")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        _write_json(self.run_dir / "pipeline.json", {"pipeline": asdict(self.pipeline), "config": asdict(self.config)})
+        _write_json(
+            self.run_dir / "pipeline.json", {"pipeline": asdict(self.pipeline), "config": asdict(self.config)}
+        )
         summaries = {}
         for i, name in enumerate(STAGES):  # always in pipeline order, whatever order `stages` lists
             if name in stages:
@@ -112,7 +123,8 @@ class RLHFPipeline:
                 )
                 ran = marker.stat().st_mtime_ns != before
                 if self.progress:
-                    print(f"stage {name}: {'done' if ran else 'already done, skipped'} ({stage_dir(self.run_dir, name)})")
+                    status = "done" if ran else "already done, skipped"
+                    print(f"stage {name}: {status} ({stage_dir(self.run_dir, name)})")
         if "eval" in summaries:
             print(summaries["eval"]["table"])  # also when the evaluation itself was skipped
         return summaries
@@ -143,18 +155,30 @@ class RLHFPipeline:
         corpus = self._load_corpus()
         policy = _new_policy(self.config)
         result = sft_train(
-            policy, CorpusTask(self.task, corpus.train), rlhf.sft_steps, rlhf.sft_batch_size, rlhf.sft_learning_rate,
+            policy,
+            CorpusTask(self.task, corpus.train),
+            rlhf.sft_steps,
+            rlhf.sft_batch_size,
+            rlhf.sft_learning_rate,
             seed=self.config.seed,
         )
         save_checkpoint(directory / "policy.pt", {"model": policy.state_dict()})
         held_out = CorpusTask(self.task, corpus.held_out)
-        tokens, mask = demonstration_batch(held_out, 4 * len(corpus.held_out), np.random.default_rng(0), policy.max_len)
+        tokens, mask = demonstration_batch(
+            held_out, 4 * len(corpus.held_out), np.random.default_rng(0), policy.max_len
+        )
         with torch.no_grad():
             held_out_ce = float(completion_cross_entropy(policy, tokens, mask))
-        return {"initial_loss": result["initial_loss"], "loss": result["loss"], "held_out_cross_entropy": held_out_ce}
+        return {
+            "initial_loss": result["initial_loss"],
+            "loss": result["loss"],
+            "held_out_cross_entropy": held_out_ce,
+        }
 
     # 3 ---------------------------------------------------------------------------------------
-    def _sample_pairs(self, policy: TransformerActorCritic, prompts: list[list[int]], count: int, seed: int, noise: float):
+    def _sample_pairs(
+        self, policy: TransformerActorCritic, prompts: list[list[int]], count: int, seed: int, noise: float
+    ):
         """`count` prompts drawn from `prompts`, two SFT samples each, labelled by the gold judge."""
         rng = np.random.default_rng(seed)
         chosen = [prompts[int(i)] for i in rng.integers(len(prompts), size=count)]
@@ -208,7 +232,11 @@ class RLHFPipeline:
             result = train(point.config, "ppo", self.progress, resume=point)
         else:
             result = train(self.ppo_config(directory), "ppo", self.progress)
-        return {"global_step": result.global_step, "mean_return": result.mean_return, "episodes": result.episodes}
+        return {
+            "global_step": result.global_step,
+            "mean_return": result.mean_return,
+            "episodes": result.episodes,
+        }
 
     # 5 ---------------------------------------------------------------------------------------
     def _eval(self, directory: Path) -> dict[str, Any]:

@@ -16,14 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from agents.run.run_dir import CHECKPOINT_DIR, CONFIG_FILE
-from agents.run.checkpoint import (
-    FINAL_CHECKPOINT,
-    CheckpointError,
-    checkpoint_config,
-    load_checkpoint,
-    update_checkpoints,
-)
 from agents.config import (
     ConfigError,
     TrainConfig,
@@ -33,6 +25,14 @@ from agents.config import (
     read_yaml_config,
     upgrade_saved_config,
 )
+from agents.run.checkpoint import (
+    FINAL_CHECKPOINT,
+    CheckpointError,
+    checkpoint_config,
+    load_checkpoint,
+    update_checkpoints,
+)
+from agents.run.run_dir import CHECKPOINT_DIR, CONFIG_FILE
 
 RESUME_KEYS = ("model", "optimizer", "config", "update", "global_step", "resume")
 

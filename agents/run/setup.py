@@ -88,10 +88,14 @@ def make_agent(config: TrainConfig, envs: Envs, device: torch.device) -> ActorCr
 def check_trainable(config: TrainConfig, agent: ActorCritic) -> None:
     """Refuse settings the built network cannot serve (before anything is written)."""
     rlhf = config.rlhf
-    if not isinstance(agent, TransformerActorCritic) and (config.algo == "grpo" or rlhf.kl_coef > 0 or rlhf.sft_steps > 0):
+    if not isinstance(agent, TransformerActorCritic) and (
+        config.algo == "grpo" or rlhf.kl_coef > 0 or rlhf.sft_steps > 0
+    ):
         raise ConfigError("algo grpo, rlhf.kl_coef and rlhf.sft_steps need a token env and the transformer")
     if config.capture_video and is_token_env(config.env_id):
-        raise ConfigError("capture_video: token envs play texts, not pictures (samples go to TensorBoard's text tab)")
+        raise ConfigError(
+            "capture_video: token envs play texts, not pictures (samples go to TensorBoard's text tab)"
+        )
 
 
 def make_optimizer(config: TrainConfig, agent: ActorCritic) -> torch.optim.Adam:
@@ -122,7 +126,13 @@ def warm_start(config: TrainConfig, agent: ActorCritic, device: torch.device, wr
         task = env.unwrapped.task
         env.close()
         result = sft_train(
-            agent, task, rlhf.sft_steps, rlhf.sft_batch_size, rlhf.sft_learning_rate, seed=config.seed, device=device
+            agent,
+            task,
+            rlhf.sft_steps,
+            rlhf.sft_batch_size,
+            rlhf.sft_learning_rate,
+            seed=config.seed,
+            device=device,
         )
         for step, loss in enumerate(result["losses"]):
             writer.add_scalar("sft/loss", loss, step)
@@ -138,7 +148,9 @@ def uses_reference(config: TrainConfig, warm_started: bool) -> bool:
 def make_reference(config: TrainConfig, network: ActorCritic, coef: float) -> ReferencePolicy:
     """π_ref = a frozen copy of `network`; GRPO always puts its KL into the loss (k3)."""
     rlhf = config.rlhf
-    controller = AdaptiveKLController(rlhf.kl_coef, rlhf.kl_target, rlhf.kl_horizon) if rlhf.adaptive_kl else None
+    controller = (
+        AdaptiveKLController(rlhf.kl_coef, rlhf.kl_target, rlhf.kl_horizon) if rlhf.adaptive_kl else None
+    )
     estimator = "k3" if config.algo == "grpo" else rlhf.kl_estimator
     return ReferencePolicy(frozen_copy(network), coef, estimator, controller)
 

@@ -18,7 +18,7 @@ from envs.atari_wrappers import (
 def is_atari(env_id: str) -> bool:
     """True if `env_id` is registered with ale_py's AtariEnv as its entry point."""
     try:
-        spec = gym.spec(env_id)
+        spec = gym.spec(env_id.rpartition(":")[2])
     except gym.error.Error:
         return False
     entry_point = spec.entry_point

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, Union
 
 
 class ConfigError(ValueError):
@@ -35,6 +35,10 @@ class EnvOptions:
     vectorization: Literal["auto", "sync", "async"] = "auto"  # auto: async for pixel games
     vector_backend: Literal["gymnasium", "envpool"] = "gymnasium"  # envpool: Atari inside envpool's C++ pool
     kwargs: dict = field(default_factory=dict)  # extra keyword arguments for gymnasium.make
+    imports: list[str] = field(default_factory=list)  # modules imported before gymnasium.make (register ids)
+    # Invalid-action masking from info["action_mask"] (Discrete actions): auto (when the env reports
+    # one), on or off (YAML reads on / off as true / false).
+    action_masks: Union[Literal["auto"], bool] = "auto"
     pixels: bool = False  # observe a non-Atari env through its rgb_array render instead
     screen_size: int = 84  # pixel games: frames resized to screen_size × screen_size
     grayscale: bool = True  # pixel games: convert frames to gray

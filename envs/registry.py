@@ -12,6 +12,7 @@ can be made again from its config.yaml alone, by train.py, --resume, enjoy.py, p
 from __future__ import annotations
 
 import difflib
+import importlib
 
 import ale_py
 import gymnasium as gym
@@ -40,11 +41,29 @@ def is_token_env(env_id: str) -> bool:
     return env_id.startswith(TOKEN_ENV_PREFIX)
 
 
-def check_env_id(env_id: str) -> None:
-    """Raise ConfigError for an id gymnasium does not know, naming the closest registered ids."""
-    if env_id in gym.registry:
+def import_env_modules(modules: list[str]) -> None:
+    """Import the modules of `env.imports` (user packages that register their ids on import)."""
+    for module in modules:
+        _import(module, "env.imports")
+
+
+def _import(module: str, where: str) -> None:
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # any failure of a user's module is bad input here
+        raise ConfigError(f"{where}: cannot import module '{module}': {type(exc).__name__}: {exc}") from None
+
+
+def check_env_id(env_id: str, imports: list[str] = ()) -> None:
+    """Raise ConfigError for an id gymnasium does not know (after importing `imports` and, for
+    gymnasium's `module:EnvId` form, `module`), naming the closest registered ids."""
+    import_env_modules(list(imports))
+    module, _, name = env_id.rpartition(":")
+    if module:
+        _import(module, f"env id '{env_id}'")
+    if name in gym.registry:
         return
-    close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(f"unknown env id '{env_id}'{hint}")
 

@@ -11,9 +11,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from envs.atari import is_atari, make_atari
+from envs.images import channels_first_uint8
 from envs.options import ConfigError, EnvOptions, GameSpec
 from envs.pixels import make_pixel_env
-from envs.registry import check_env_id
+from envs.registry import check_env_id, import_env_modules
+from envs.structured import flatten_structured
 
 
 def is_pixel_game(env_id: str, env_cfg: EnvOptions) -> bool:
@@ -22,13 +24,17 @@ def is_pixel_game(env_id: str, env_cfg: EnvOptions) -> bool:
 
 def make_single_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:
     """One training env: Atari preprocessing for ALE ids, warped and stacked renders with
-    `pixels: true`, the plain env otherwise. Episode statistics (info["episode"]) are always
-    recorded on the raw env, beneath reward clipping and life-loss terminals."""
+    `pixels: true`, the plain env otherwise (its images channels first, envs/images.py; Dict and
+    Tuple observations as one structured vector, envs/structured.py). Episode
+    statistics (info["episode"]) are always recorded on the raw env, beneath reward clipping and
+    life-loss terminals. `env.imports` are imported first (user packages that register ids)."""
+    import_env_modules(env_cfg.imports)
     if is_atari(env_id):
         return make_atari(env_id, **env_cfg.atari.as_kwargs(), **env_cfg.frame_kwargs(), **env_cfg.kwargs)
     if env_cfg.pixels:
         return make_pixel_env(env_id, **env_cfg.frame_kwargs(), **env_cfg.kwargs)
-    return gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **env_cfg.kwargs))
+    env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **env_cfg.kwargs))
+    return flatten_structured(channels_first_uint8(env))
 
 
 def _worker_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:
@@ -50,24 +56,19 @@ def make_vector_env(config: GameSpec) -> gym.vector.VectorEnv:
     Truncated episodes bootstrap from V(info["final_obs"]) (see agents/core/gae.py).
     """
     env_cfg = config.env
-    check_env_id(config.env_id)
+    check_env_id(config.env_id, env_cfg.imports)
     if env_cfg.vector_backend == "envpool":
         return _make_envpool(config)
-    # Build one env in this process first: a bad kwarg or an unsupported action space is then
-    # reported as a config error instead of an exception inside a worker process.
+    # Build one env in this process first: a bad kwarg is then reported as a config error
+    # instead of an exception inside a worker process.
     try:
-        probe = make_single_env(config.env_id, env_cfg)
+        make_single_env(config.env_id, env_cfg).close()
+    except ConfigError:
+        raise
     except Exception as exc:  # any failure of a third-party constructor is the config's fault here
         raise ConfigError(
             f"cannot create env '{config.env_id}' with env.kwargs={env_cfg.kwargs}: {exc}"
         ) from None
-    action_space = probe.action_space
-    probe.close()
-    if not isinstance(action_space, gym.spaces.Discrete):
-        raise ConfigError(
-            f"{config.env_id} has a {type(action_space).__name__} action space; "
-            "this toolkit's policies are categorical (Discrete actions only)"
-        )
 
     thunks: list[Callable[[], gym.Env]] = [partial(_worker_env, config.env_id, env_cfg)] * env_cfg.num_envs
     vectorization = env_cfg.vectorization

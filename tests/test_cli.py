@@ -42,7 +42,9 @@ CASES = {
     "bad choice": (GOOD, ["env.vectorization=threads"], "env.vectorization must be"),
     "override without =": (GOOD, ["seed"], "must look like key=value"),
     "bad env kwargs": (GOOD, ["env.kwargs={wings: 3}"], "cannot create env"),
-    "continuous actions": (GOOD.replace("CartPole-v1", "Pendulum-v1"), [], "Discrete actions only"),
+    "masks the env has not": (GOOD, ["env.action_masks=on"], "reports no info['action_mask']"),
+    "module that does not import": (GOOD.replace("CartPole-v1", "no_such_pkg:Game-v0"), [], "cannot import"),
+    "env.imports that do not import": (GOOD, ["env.imports=[no_such_pkg]"], "env.imports: cannot import"),
 }
 
 

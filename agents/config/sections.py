@@ -14,7 +14,8 @@ from envs.options import EnvOptions
 
 @dataclass
 class NetworkConfig:
-    kind: Literal["auto", "mlp", "nature_cnn", "impala_cnn", "transformer"] = "auto"  # auto: by observation
+    # auto: by observation (transformer for tokens; nature_cnn for frames ≥ 36 px, small_cnn below; mlp)
+    kind: Literal["auto", "mlp", "nature_cnn", "small_cnn", "impala_cnn", "transformer"] = "auto"
     hidden_sizes: list[int] = field(default_factory=lambda: [64, 64])  # MLP layer widths
     activation: Literal["tanh", "relu"] = "tanh"  # MLP nonlinearity
     shared_trunk: bool = False  # MLP: one trunk for policy and value (False: two separate MLPs)
@@ -22,6 +23,9 @@ class NetworkConfig:
     n_layers: int = 2  # transformer: blocks
     n_heads: int = 4  # transformer: attention heads (must divide d_model)
     value_grad_scale: float = 0.0  # transformer: share of the critic's gradient reaching the trunk
+    squash: Literal["none", "tanh"] = (
+        "none"  # Box actions: clip samples to the bounds, or map them through tanh
+    )
 
 
 @dataclass

@@ -11,7 +11,8 @@ import torch
 class Batch:
     """Samples (s, a) with what the update needs of the policy that played them.
 
-    `episode` and `ref_logp` are optional: a collector sets them when its samples need them.
+    `episode`, `ref_logp` and `action_masks` are optional: a collector sets them when its samples
+    need them.
     """
 
     obs: torch.Tensor  # s, as the env emitted it (uint8 frames stay uint8)
@@ -24,6 +25,7 @@ class Batch:
     # that a sequence model evaluates each sequence once (agents/networks/transformer.py).
     episode: torch.Tensor | None = None
     ref_logp: torch.Tensor | None = None  # log π_ref(a|s), for the KL-to-reference loss term
+    action_masks: torch.Tensor | None = None  # valid actions of s (bool [B, n]), for masked games
 
     def __len__(self) -> int:
         return int(self.actions.shape[0])

@@ -17,6 +17,13 @@ def obs_to_tensor(obs: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(obs, device=device)
 
 
+def action_mask_of(infos: dict, device: torch.device) -> torch.Tensor:
+    """The valid-action masks a vector env reports in infos["action_mask"] (gymnasium's
+    convention, on reset and on every step; with SAME_STEP autoreset, the mask of the returned
+    observation) as bool [N, n]."""
+    return torch.as_tensor(np.asarray(infos["action_mask"], dtype=bool), device=device)
+
+
 @torch.inference_mode()
 def collect_rollout(
     agent: ActorCritic,
@@ -37,9 +44,13 @@ def collect_rollout(
     device = storage.obs.device
     for step in range(storage.num_steps):
         storage.obs[step] = obs
-        action, logp, value = agent.act(obs)
+        mask = storage.next_mask
+        action, logp, value = agent.act(obs, mask=mask)
         storage.actions[step], storage.logp[step], storage.values[step] = action, logp, value
-        next_obs, reward, terminated, truncated, infos = envs.step(action.cpu().numpy())
+        next_obs, reward, terminated, truncated, infos = envs.step(agent.distribution.to_env(action))
+        if mask is not None:
+            storage.action_masks[step] = mask
+            storage.next_mask = action_mask_of(infos, device)
         if not bootstrap_truncated:
             terminated, truncated = terminated | truncated, np.zeros_like(truncated)
         storage.rewards[step] = torch.as_tensor(reward, device=device)

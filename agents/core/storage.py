@@ -13,7 +13,9 @@ class RolloutStorage:
 
     Observations keep the dtype the env emits (uint8 pixels stay uint8: 4× less memory than float;
     networks scale them). Row t holds s_t, a_t, log π_old(a_t|s_t), V(s_t), r_t, whether the
-    episode ended at t (terminated / truncated) and V(final obs) for truncated episodes.
+    episode ended at t (terminated / truncated) and V(final obs) for truncated episodes. Actions
+    have the distribution's shape and dtype (integers, or floats for Box). With `mask_size`, row t
+    also holds the valid-action mask of s_t, and `next_mask` the mask of the observation after it.
     """
 
     def __init__(
@@ -23,11 +25,20 @@ class RolloutStorage:
         obs_shape: tuple[int, ...],
         obs_dtype: torch.dtype,
         device: torch.device,
+        action_shape: tuple[int, ...] = (),
+        action_dtype: torch.dtype = torch.long,
+        mask_size: int | None = None,
     ) -> None:
         shape = (num_steps, num_envs)
         self.num_steps = num_steps
         self.obs = torch.zeros(shape + tuple(obs_shape), dtype=obs_dtype, device=device)
-        self.actions = torch.zeros(shape, dtype=torch.long, device=device)
+        self.actions = torch.zeros(shape + tuple(action_shape), dtype=action_dtype, device=device)
+        self.action_masks = (
+            None if mask_size is None else torch.ones(shape + (mask_size,), dtype=torch.bool, device=device)
+        )
+        self.next_mask = (
+            None if mask_size is None else torch.ones((num_envs, mask_size), dtype=torch.bool, device=device)
+        )
         self.logp = torch.zeros(shape, device=device)
         self.values = torch.zeros(shape, device=device)
         self.rewards = torch.zeros(shape, device=device)
@@ -63,6 +74,8 @@ class RolloutStorage:
         `with_episodes`, each sample carries its episode id (for sequence models)."""
         names = ("obs", "actions", "logp", "values", "advantages", "returns")
         batch = Batch(**{name: getattr(self, name).flatten(0, 1) for name in names})
+        if self.action_masks is not None:
+            batch.action_masks = self.action_masks.flatten(0, 1)
         if with_episodes:
             batch.episode = self.episode_ids().flatten()
         return batch

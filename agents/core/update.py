@@ -74,7 +74,8 @@ def ppo_update(
     for _ in range(config.update_epochs):
         epoch_kls: list[float] = []
         for idx in minibatches(batch, config.num_minibatches):
-            new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx])
+            masks = batch.action_masks[idx] if batch.action_masks is not None else None
+            new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx], masks)
             advantages = batch.advantages[idx]
             if config.norm_adv and advantages.numel() > 1:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gymnasium as gym
+import numpy as np
 import torch
 
 from agents.config import ConfigError, TrainConfig
 from agents.networks.actor_critic import ActorCritic
-from agents.networks.cnn import CNNActorCritic
+from agents.networks.cnn import NATURE_MIN_SIDE, CNNActorCritic
 from agents.networks.mlp import MLPActorCritic
+from agents.networks.multi_input import MultiInputActorCritic
 from agents.networks.transformer import TransformerActorCritic
+from envs.structured import StructuredBox
 
 
 def resolve_device(name: str) -> torch.device:
@@ -20,42 +23,73 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def is_token_space(observation_space: gym.Space, num_actions: int) -> bool:
+def is_token_space(observation_space: gym.Space, actions: gym.Space | int) -> bool:
     """Token envs observe a 1-D sequence over the same vocabulary their actions choose from."""
+    num_actions = actions if isinstance(actions, (int, np.integer)) else getattr(actions, "n", None)
     return (
         isinstance(observation_space, gym.spaces.MultiDiscrete)
         and len(observation_space.shape) == 1
-        and bool((observation_space.nvec == num_actions).all())
+        and num_actions is not None
+        and bool((observation_space.nvec == int(num_actions)).all())
     )
 
 
-def build_agent(config: TrainConfig, observation_space: gym.Space, num_actions: int) -> ActorCritic:
-    """The actor-critic named by `network.kind` (auto: transformer for token sequences, Nature CNN
-    for image stacks, MLP otherwise)."""
+SUPPORTED_OBSERVATIONS = (
+    gym.spaces.Box,
+    gym.spaces.Discrete,
+    gym.spaces.MultiDiscrete,
+    gym.spaces.MultiBinary,
+)
+
+
+def check_observation_space(space: gym.Space, path: str = "observation") -> None:
+    """ConfigError naming the first part of `space` no network here reads, and where it is."""
+    if isinstance(space, (gym.spaces.Dict, gym.spaces.Tuple)):
+        raise ConfigError(
+            f"{type(space).__name__} observations are not supported yet ({path} is {space}); "
+            "flatten them with gymnasium.wrappers.FlattenObservation"
+        )
+    if not isinstance(space, SUPPORTED_OBSERVATIONS):
+        raise ConfigError(
+            f"observation space {space} at {path} is not supported "
+            "(Box, Discrete, MultiDiscrete, MultiBinary are)"
+        )
+
+
+def build_agent(config: TrainConfig, observation_space: gym.Space, actions: gym.Space | int) -> ActorCritic:
+    """The actor-critic named by `network.kind` (auto: transformer for token sequences, a CNN
+    for image stacks (C, H, W): Nature CNN from 36 pixels a side, the small MinAtar CNN below;
+    MLP otherwise), its action distribution chosen from `actions` (agents/networks/distributions.py)."""
+    check_observation_space(observation_space)
     net = config.network
     kind = net.kind
+    squash = net.squash == "tanh"
     if kind == "auto":
-        if is_token_space(observation_space, num_actions):
+        if is_token_space(observation_space, actions):
             kind = "transformer"
+        elif len(observation_space.shape or ()) == 3:
+            kind = "nature_cnn" if min(observation_space.shape[1:]) >= NATURE_MIN_SIDE else "small_cnn"
         else:
-            kind = "nature_cnn" if len(observation_space.shape) == 3 else "mlp"
+            kind = "mlp"
+    if isinstance(observation_space, StructuredBox) and kind in ("auto", "mlp"):
+        return MultiInputActorCritic(observation_space, actions, net.hidden_sizes, net.activation, squash)
     if kind == "mlp":
         return MLPActorCritic(
-            observation_space, num_actions, net.hidden_sizes, net.activation, net.shared_trunk
+            observation_space, actions, net.hidden_sizes, net.activation, net.shared_trunk, squash
         )
     if kind == "transformer":
-        if not is_token_space(observation_space, num_actions):
+        if not is_token_space(observation_space, actions):
             raise ConfigError(f"network.kind transformer needs a token env, got {observation_space}")
         return TransformerActorCritic.from_spaces(
-            observation_space, num_actions, d_model=net.d_model, n_layers=net.n_layers, n_heads=net.n_heads,
-            value_grad_scale=net.value_grad_scale,
+            observation_space, int(getattr(actions, "n", actions)), d_model=net.d_model,
+            n_layers=net.n_layers, n_heads=net.n_heads, value_grad_scale=net.value_grad_scale,
         )
-    if len(observation_space.shape) != 3:
+    if len(observation_space.shape or ()) != 3:
         raise ConfigError(
             f"network.kind {kind} needs image observations (C, H, W), got {observation_space.shape}"
         )
     try:
-        return CNNActorCritic(observation_space, num_actions, trunk=kind.removesuffix("_cnn"))
+        return CNNActorCritic(observation_space, actions, trunk=kind.removesuffix("_cnn"), squash=squash)
     except ValueError as exc:
         raise ConfigError(f"network.kind {kind}: {exc}") from None
 

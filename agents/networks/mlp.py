@@ -10,11 +10,13 @@ import torch
 from torch import nn
 
 from agents.networks.actor_critic import ActorCritic, layer_init
+from agents.networks.distributions import distribution_for
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
-def _mlp(sizes: list[int], activation: str) -> nn.Sequential:
+def mlp(sizes: list[int], activation: str) -> nn.Sequential:
+    """Linear layers of the given widths, each orthogonally initialised (gain √2) and activated."""
     layers: list[nn.Module] = []
     for n_in, n_out in zip(sizes[:-1], sizes[1:]):
         layers += [layer_init(nn.Linear(n_in, n_out), math.sqrt(2)), ACTIVATIONS[activation]()]
@@ -32,12 +34,14 @@ class MLPActorCritic(ActorCritic):
     def __init__(
         self,
         observation_space: gym.Space,
-        num_actions: int,
+        actions: gym.Space | int,
         hidden_sizes: list[int],
         activation: str = "tanh",
         shared_trunk: bool = False,
+        squash: bool = False,
     ) -> None:
         super().__init__()
+        self.distribution = distribution_for(actions, squash)
         if isinstance(observation_space, gym.spaces.Discrete):
             self.num_categories: int | None = int(observation_space.n)
             in_features = self.num_categories
@@ -45,9 +49,9 @@ class MLPActorCritic(ActorCritic):
             self.num_categories = None
             in_features = int(np.prod(observation_space.shape))
         sizes = [in_features, *hidden_sizes]
-        self.policy_trunk = _mlp(sizes, activation)
-        self.value_trunk = self.policy_trunk if shared_trunk else _mlp(sizes, activation)
-        self.policy_head = layer_init(nn.Linear(sizes[-1], num_actions), 0.01)
+        self.policy_trunk = mlp(sizes, activation)
+        self.value_trunk = self.policy_trunk if shared_trunk else mlp(sizes, activation)
+        self.policy_head = layer_init(nn.Linear(sizes[-1], self.distribution.head_size), 0.01)
         self.value_head = layer_init(nn.Linear(sizes[-1], 1), 1.0)
 
     def _features(self, obs: torch.Tensor) -> torch.Tensor:

@@ -29,8 +29,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from agents.networks.actor_critic import ActorCritic, layer_init, log_prob_and_entropy, sample_action
+from agents.networks.actor_critic import ActorCritic, layer_init
 from agents.networks.attention import Block
+from agents.networks.distributions import (
+    CategoricalDistribution,
+    log_prob_and_entropy,
+    masked_logits,
+    sample_action,
+)
 
 # Counts optimizer.step() calls of every optimizer in the process, once a transformer exists.
 # Fused optimizers (Adam(fused=True)) update parameters without bumping their version counters, so
@@ -75,6 +81,7 @@ class TransformerActorCritic(ActorCritic):
     ) -> None:
         super().__init__()
         _count_optimizer_steps()
+        self.distribution = CategoricalDistribution(vocab_size)  # the next token
         self.value_grad_scale = value_grad_scale
         self.vocab_size = vocab_size
         self.max_len = max_len
@@ -262,7 +269,7 @@ class TransformerActorCritic(ActorCritic):
 
     @torch.no_grad()
     def act(
-        self, obs: torch.Tensor | np.ndarray, deterministic: bool = False
+        self, obs: torch.Tensor | np.ndarray, deterministic: bool = False, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Sample a ~ π(·|s) (argmax if deterministic) at each row's last token → (a, log π(a|s), V(s)).
 
@@ -300,7 +307,7 @@ class TransformerActorCritic(ActorCritic):
         self.last_act_rows = {"incremental": len(step_rows), "rebuilt": len(rebuild_rows)}
 
         logits, value = self._heads(hidden)
-        action, logp = sample_action(logits, deterministic)
+        action, logp = sample_action(masked_logits(logits, mask), deterministic)
         return action, logp, value
 
     # ---------------------------------------------------------------------------------------
@@ -330,7 +337,7 @@ class TransformerActorCritic(ActorCritic):
         return sequences, slot[server][inverse]
 
     def evaluate_actions(
-        self, obs: torch.Tensor | np.ndarray, actions: torch.Tensor
+        self, obs: torch.Tensor | np.ndarray, actions: torch.Tensor, mask: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(log π(a|s), H(π(·|s)) = −Σ_a π log π, V(s)) for stored (obs, action) pairs, with gradients.
 
@@ -347,5 +354,6 @@ class TransformerActorCritic(ActorCritic):
         logits, values = self.sequence_logits_and_values(sequences[:, :width])
         self.last_num_sequences = sequences.shape[0]
         logits, value = logits[source, lengths - 1], values[source, lengths - 1]
-        logp, entropy = log_prob_and_entropy(logits, torch.as_tensor(actions, device=logits.device))
+        actions = torch.as_tensor(actions, device=logits.device)
+        logp, entropy = log_prob_and_entropy(masked_logits(logits, mask), actions)
         return logp, entropy, value

@@ -174,7 +174,7 @@ def load_agent(checkpoint_path: Path, device: str | torch.device = "cpu") -> tup
     state = load_checkpoint(checkpoint_path, map_location=device)
     config = checkpoint_config(state, checkpoint_path)
     env = make_single_env(config.env_id, config.env)
-    agent = build_agent(config, env.observation_space, int(env.action_space.n))
+    agent = build_agent(config, env.observation_space, env.action_space)
     env.close()
     try:
         agent.load_state_dict(state["model"])

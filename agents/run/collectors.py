@@ -21,7 +21,7 @@ import torch
 
 from agents.config import TrainConfig
 from agents.core.batch import Batch
-from agents.core.rollout import collect_rollout, obs_to_tensor
+from agents.core.rollout import action_mask_of, collect_rollout, obs_to_tensor
 from agents.core.storage import RolloutStorage
 from agents.networks.actor_critic import ActorCritic
 from agents.rlhf.grpo import collect_groups
@@ -91,20 +91,24 @@ class SegmentCollector:
         recorder: EpisodeRecorder | None = None,
         reference: ReferencePolicy | None = None,
         with_episodes: bool = False,
+        mask_size: int | None = None,
     ) -> None:
         self.agent, self.envs, self.config, self.device = agent, envs, config, device
         self.recorder, self.reference, self.with_episodes = recorder, reference, with_episodes
-        space = envs.single_observation_space
+        space, actions = envs.single_observation_space, agent.distribution
         obs_dtype = torch.from_numpy(np.zeros(0, dtype=space.dtype)).dtype
         self.storage = RolloutStorage(
-            config.ppo.num_steps, config.env.num_envs, space.shape, obs_dtype, device
+            config.ppo.num_steps, config.env.num_envs, space.shape, obs_dtype, device,
+            actions.action_shape, actions.action_dtype, mask_size,
         )
         self.obs: torch.Tensor | None = None
 
     def restart(self, seed: int) -> None:
         """Reset every env with `seed`: the episodes in progress restart (as they do on resume)."""
-        next_obs, _ = self.envs.reset(seed=seed)
+        next_obs, infos = self.envs.reset(seed=seed)
         self.obs = obs_to_tensor(next_obs, self.device)
+        if self.storage.next_mask is not None:
+            self.storage.next_mask = action_mask_of(infos, self.device)
 
     def collect(self) -> Rollout:
         """One segment from the current observations (restart() first), as a batch with GAE advantages."""

@@ -86,7 +86,7 @@ def make_eval_env(config: TrainConfig, render_mode: str | None = None) -> gym.En
     Raises ConfigError for an unknown env id; constructor errors propagate.
     """
     env_id, env_cfg = config.env_id, config.env
-    check_env_id(env_id)
+    check_env_id(env_id, env_cfg.imports)
     kwargs = dict(env_cfg.kwargs)
     if render_mode is not None:
         kwargs["render_mode"] = render_mode
@@ -131,11 +131,13 @@ def play_episode(
     device: torch.device,
     on_frame: Callable[[np.ndarray], None] | None = None,
     max_steps: int | None = None,
+    masks: bool = True,
 ) -> dict[str, Any]:
     """Play one episode of `env` with `agent` → {"return", "length", "truncated"} (+ "text",
     "prompt" for token envs). Length counts agent steps. `on_frame` receives env.render() after
     the reset and after every agent step (the env must render rgb_array). `max_steps` cuts the
-    episode after that many agent steps (reported as truncated)."""
+    episode after that many agent steps (reported as truncated). With `masks`, actions the env
+    rules out in info["action_mask"] are never taken."""
     obs, info = env.reset(seed=seed)
     if on_frame is not None:
         on_frame(env.render())
@@ -146,8 +148,11 @@ def play_episode(
             truncated = True
             break
         obs_tensor = torch.as_tensor(np.asarray(obs)[None], device=device)
-        action, _, _ = agent.act(obs_tensor, deterministic=deterministic)
-        obs, reward, terminated, truncated, info = env.step(int(action[0]))
+        mask = None
+        if masks and "action_mask" in info:
+            mask = torch.as_tensor(np.asarray(info["action_mask"], dtype=bool)[None], device=device)
+        action, _, _ = agent.act(obs_tensor, deterministic=deterministic, mask=mask)
+        obs, reward, terminated, truncated, info = env.step(agent.distribution.to_env(action)[0])
         total += float(reward)
         length += 1
         if on_frame is not None:
@@ -199,6 +204,7 @@ def play_episodes(
         raise ValueError(f"{config.env_id} episodes are texts; there is no video to record")
     device = torch.device(device) if device is not None else _agent_device(agent)
     env = make_eval_env(config, render_mode="rgb_array" if video_dir is not None else None)
+    masks = config.env.action_masks is not False
     if video_dir is not None:
         Path(video_dir).mkdir(parents=True, exist_ok=True)
     results = []
@@ -208,12 +214,14 @@ def play_episodes(
         for index in range(episodes):
             episode_seed = seed + index
             if video_dir is None:
-                result = play_episode(agent, env, episode_seed, deterministic, device, max_steps=max_steps)
+                result = play_episode(
+                    agent, env, episode_seed, deterministic, device, max_steps=max_steps, masks=masks
+                )
             else:
                 path = Path(video_dir) / f"episode_{index:03d}.mp4"
                 with MP4Writer(path, fps) as writer:
                     result = play_episode(
-                        agent, env, episode_seed, deterministic, device, writer.append, max_steps
+                        agent, env, episode_seed, deterministic, device, writer.append, max_steps, masks
                     )
                 result.update(video=str(path), frames=writer.count)
             result["seed"] = episode_seed
@@ -244,6 +252,7 @@ def record_video_clip(
         raise ValueError(f"{config.env_id} episodes are texts; there is no video to record")
     device = _agent_device(agent)
     env = make_eval_env(config, render_mode="rgb_array")
+    masks = config.env.action_masks is not False
     kept: list[np.ndarray] = []
     stride = 1
     seen = 0
@@ -266,5 +275,5 @@ def record_video_clip(
                 writer.append(frame)
                 keep(frame)
 
-            play_episode(agent, env, seed, deterministic, device, on_frame, max_steps)
+            play_episode(agent, env, seed, deterministic, device, on_frame, max_steps, masks)
     return np.stack(kept), fps / stride

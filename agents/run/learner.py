@@ -32,6 +32,7 @@ class Learner:
         self.config, self.device = config, device
         self.agent = setup.make_agent(config, envs, device)
         setup.check_trainable(config, self.agent)
+        self.mask_size = setup.action_mask_size(config, envs)  # n with invalid-action masking, else None
         self.optimizer = setup.make_optimizer(config, self.agent)
         self.finite_checks = FiniteChecks(self.agent, self.optimizer)
         self.minibatch_rng = torch.Generator().manual_seed(config.seed)

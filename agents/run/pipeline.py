@@ -73,7 +73,7 @@ def _new_policy(config: TrainConfig) -> TransformerActorCritic:
     """The policy network of `config` for the sentiment env (the shape every stage shares)."""
     env = make_single_env(config.env_id, config.env)
     torch.manual_seed(config.seed)
-    agent = build_agent(config, env.observation_space, int(env.action_space.n))
+    agent = build_agent(config, env.observation_space, env.action_space)
     env.close()
     if not isinstance(agent, TransformerActorCritic):
         raise ValueError("the RLHF pipeline needs network.kind transformer")

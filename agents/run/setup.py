@@ -27,6 +27,7 @@ from agents.run.callbacks import Callback, CheckpointEvery, TextSamplesEvery, Vi
 from agents.run.checkpoint import load_checkpoint
 from agents.run.collectors import EpisodeRecorder, GroupCollector, SegmentCollector
 from agents.run.faults import GuardedEnv
+from envs.atari import is_atari
 from envs.registry import is_token_env
 from envs.sentiment_corpus import CorpusTask, SentimentCorpus
 from envs.token_tasks import SentimentTask
@@ -79,7 +80,7 @@ def make_agent(config: TrainConfig, envs: Envs, device: torch.device) -> ActorCr
     # Orthogonal init runs a QR factorisation whose last bits depend on the thread count: built
     # on one thread, a seed gives the same weights whatever an earlier run in the process set.
     torch.set_num_threads(1)
-    agent = build_agent(config, observation_space, int(action_space.n)).to(device)
+    agent = build_agent(config, observation_space, action_space).to(device)
     torch.set_num_threads(config.torch_threads or default_torch_threads(agent))
     agent.autocast_dtype = resolve_precision(config.precision, agent, device)
     return agent
@@ -96,6 +97,31 @@ def check_trainable(config: TrainConfig, agent: ActorCritic) -> None:
         raise ConfigError(
             "capture_video: token envs play texts, not pictures (samples go to TensorBoard's text tab)"
         )
+
+
+def action_mask_size(config: TrainConfig, envs: Envs) -> int | None:
+    """n when the run masks invalid actions, else None. env.action_masks auto: when a reset of the
+    env reports info["action_mask"] (gymnasium's convention); on: it must. Masks need Discrete(n)."""
+    mode = config.env.action_masks
+    if mode is False or config.algo == "grpo":
+        return None
+    reported = False
+    if not is_atari(config.env_id) and config.env.vector_backend != "envpool":  # ALE reports none
+        probe = make_single_env(config.env_id, config.env)
+        reported = "action_mask" in probe.reset(seed=config.seed)[1]
+        probe.close()
+    if not reported:
+        if mode is True:
+            raise ConfigError(
+                f"env.action_masks: on, but {config.env_id} reports no info['action_mask'] on reset"
+            )
+        return None
+    action_space = spaces_of(envs)[1]
+    if not isinstance(action_space, gym.spaces.Discrete):
+        raise ConfigError(
+            f"env.action_masks: masks need a Discrete action space, {config.env_id} has {action_space}"
+        )
+    return int(action_space.n)
 
 
 def make_optimizer(config: TrainConfig, agent: ActorCritic) -> torch.optim.Adam:
@@ -163,11 +189,12 @@ def make_collector(
     recorder: EpisodeRecorder | None,
     reference: ReferencePolicy | None,
     prompt_rng: np.random.Generator,
+    mask_size: int | None = None,
 ) -> SegmentCollector | GroupCollector:
     if config.algo == "grpo":
         return GroupCollector(agent, envs, config, device, recorder, reference, prompt_rng)
     with_episodes = isinstance(agent, TransformerActorCritic)  # minibatches of whole sequences
-    return SegmentCollector(agent, envs, config, device, recorder, reference, with_episodes)
+    return SegmentCollector(agent, envs, config, device, recorder, reference, with_episodes, mask_size)
 
 
 def make_callbacks(config: TrainConfig, agent: ActorCritic) -> list[Callback]:

@@ -123,7 +123,7 @@ class Trainer:
         self.recorder.texts.extend(state.texts if state else [])
         self.collector = setup.make_collector(
             config, self.agent, setup.guard_envs(envs, config.env_id), learner.device, self.recorder,
-            learner.reference, learner.prompt_rng,
+            learner.reference, learner.prompt_rng, learner.mask_size,
         )
         self.callbacks = setup.make_callbacks(config, self.agent)
         # The state after the last completed update (None before the first): what a checkpoint

@@ -73,9 +73,10 @@ def format_row(index: int, episode: dict) -> str:
     return row
 
 
-def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any]:
-    """(checkpoint path, agent, config) after every check that bad input can fail: the video dir,
-    the checkpoint file, its config, its env, its weights. Plays nothing and writes nothing."""
+def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any, dict | None]:
+    """(checkpoint path, agent, config, normalisation statistics) after every check that bad input
+    can fail: the video dir, the checkpoint file, its config, its env, its weights. Plays nothing
+    and writes nothing."""
     from agents.config import ConfigError
     from agents.networks.build import resolve_device
     from agents.run.checkpoint import checkpoint_config, load_agent, load_checkpoint, newest_checkpoint
@@ -85,17 +86,18 @@ def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any]:
     if args.video_dir is not None:
         check_writable_dir(args.video_dir)
     checkpoint = newest_checkpoint(args.path)
-    config = checkpoint_config(load_checkpoint(checkpoint), checkpoint)
+    state = load_checkpoint(checkpoint)
+    config, normalization = checkpoint_config(state, checkpoint), state.get("normalization")
     if args.video_dir is not None and is_token_env(config.env_id):
         raise EnjoyError(f"{config.env_id} episodes are texts, not videos; drop --video-dir")
     try:
-        make_eval_env(config).close()
+        make_eval_env(config, normalization=normalization).close()
     except ConfigError:
         raise  # an unknown env id, already worded for the user
     except Exception as exc:  # any failure of a third-party env constructor is the checkpoint's
         raise EnjoyError(f"cannot create env '{config.env_id}' of {checkpoint}: {exc}") from None
     agent, config = load_agent(checkpoint, resolve_device(args.device))
-    return checkpoint, agent, config
+    return checkpoint, agent, config, normalization
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # batches of one observation: more threads only add synchronisation
 
     try:
-        checkpoint, agent, config = load_for_evaluation(args)
+        checkpoint, agent, config, normalization = load_for_evaluation(args)
     except (EnjoyError, CheckpointError, ConfigError) as exc:
         # One line, whatever the message: torch's state_dict mismatch reports span several.
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)
@@ -133,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         args.video_dir,
         device=next(agent.parameters()).device,
         max_steps=args.max_steps,
+        normalization=normalization,
         on_episode=lambda index, episode: print(format_row(index, episode), flush=True),
     )
     returns = np.array([episode["return"] for episode in episodes])

@@ -44,6 +44,8 @@ class EnvOptions:
     grayscale: bool = True  # pixel games: convert frames to gray
     frame_stack: int = 4  # pixel games: most recent frames stacked on the channel axis
     atari: AtariOptions = field(default_factory=AtariOptions)
+    normalize_obs: bool = False  # observations by their running mean and std, clipped to ±10 (VecNormalize)
+    normalize_reward: bool = False  # rewards scaled by the running std of the discounted return, clipped ±10
     # False where the time limit is a rule of the game rather than a cut of an endless task
     # (token envs score a completion at its length cap): a truncation then counts as terminal.
     bootstrap_truncated: bool = True

@@ -12,6 +12,7 @@ from gymnasium.vector import AutoresetMode
 
 from envs.atari import is_atari, make_atari
 from envs.images import channels_first_uint8
+from envs.normalize import NormalizeVectorEnv
 from envs.options import ConfigError, EnvOptions, GameSpec
 from envs.pixels import make_pixel_env
 from envs.registry import check_env_id, import_env_modules
@@ -44,7 +45,7 @@ def _worker_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:
     return make_single_env(env_id, env_cfg)
 
 
-def make_vector_env(config: GameSpec) -> gym.vector.VectorEnv:
+def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorEnv:
     """A Sync or Async vector env (auto: Async for pixel games, whose steps are costly enough to
     pay for the inter-process traffic; Sync otherwise) of `env.num_envs` copies, in SAME_STEP autoreset mode.
 
@@ -54,6 +55,8 @@ def make_vector_env(config: GameSpec) -> gym.vector.VectorEnv:
     episode that has to be masked out of training, costing a step per episode: one in seven for
     short text-generation episodes) and env steps count the same way as in Stable-Baselines3.
     Truncated episodes bootstrap from V(info["final_obs"]) (see agents/core/gae.py).
+    With env.normalize_obs / normalize_reward, a NormalizeVectorEnv (envs/normalize.py; `gamma`
+    discounts its returns) goes around the whole vector env.
     """
     env_cfg = config.env
     check_env_id(config.env_id, env_cfg.imports)
@@ -78,6 +81,8 @@ def make_vector_env(config: GameSpec) -> gym.vector.VectorEnv:
         envs = gym.vector.AsyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
+    if env_cfg.normalize_obs or env_cfg.normalize_reward:
+        envs = NormalizeVectorEnv(envs, env_cfg.normalize_obs, env_cfg.normalize_reward, gamma)
     return envs
 
 

@@ -77,6 +77,10 @@ def validate(config: TrainConfig) -> None:
         # pull V to 0 through the shared trunk.
         require(ppo.vf_coef == 0, "algo grpo has no critic: set ppo.vf_coef: 0")
         require(
+            not (env.normalize_obs or env.normalize_reward),
+            "algo grpo plays plain envs: env.normalize_obs and env.normalize_reward are for algo ppo",
+        )
+        require(
             env.num_envs % rlhf.group_size == 0,
             f"algo grpo: env.num_envs ({env.num_envs}) must be a multiple of "
             f"rlhf.group_size ({rlhf.group_size})",

@@ -48,7 +48,8 @@ class VideoEvery:
         started = time.time()
         path = trainer.run_dir / VIDEO_DIR / f"step_{state.global_step}.mp4"
         frames, fps = record_video_clip(
-            trainer.agent, trainer.config, seed=trainer.config.seed + state.update, path=path
+            trainer.agent, trainer.config, seed=trainer.config.seed + state.update, path=path,
+            normalization=trainer.normalization(),
         )
         log_video(trainer.logger.writer, "eval/video", frames, state.global_step, fps)
         trainer.logger.start_time += time.time() - started

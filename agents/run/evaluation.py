@@ -22,10 +22,11 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from agents.config import TrainConfig
+from agents.config import ConfigError, TrainConfig
 from agents.networks.actor_critic import ActorCritic
 from agents.run.video import MP4Writer, video_fps
 from envs.atari import is_atari
+from envs.normalize import NormalizeObservation
 from envs.registry import check_env_id, is_token_env
 from envs.vector import make_single_env
 
@@ -76,15 +77,28 @@ class RestartAfterLifeLossWrapper(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
-def make_eval_env(config: TrainConfig, render_mode: str | None = None) -> gym.Env:
+def make_eval_env(
+    config: TrainConfig, render_mode: str | None = None, normalization: dict | None = None
+) -> gym.Env:
     """The evaluation env of `config`: the training observation pipeline, whole-game episodes.
 
     Atari: make_atari with terminal_on_life_loss=False and clip_reward=False (one episode = one
     game, raw score), plus RestartAfterLifeLossWrapper where training restarted lives by itself.
     Other envs: the training env. `render_mode="rgb_array"` makes env.render() return the game's
-    original picture (Atari: the 210×160 RGB screen, not the 84×84 network input).
+    original picture (Atari: the 210×160 RGB screen, not the 84×84 network input). With
+    env.normalize_obs, observations are normalised with the frozen statistics `normalization`
+    (a checkpoint's, or the trainer's now), as the agent saw them in training.
     Raises ConfigError for an unknown env id; constructor errors propagate.
     """
+    env = _make_eval_env(config, render_mode)
+    if config.env.normalize_obs:
+        if normalization is None or normalization.get("observations") is None:
+            raise ConfigError("env.normalize_obs: evaluating needs the run's normalisation statistics")
+        env = NormalizeObservation(env, normalization["observations"])
+    return env
+
+
+def _make_eval_env(config: TrainConfig, render_mode: str | None) -> gym.Env:
     env_id, env_cfg = config.env_id, config.env
     check_env_id(env_id, env_cfg.imports)
     kwargs = dict(env_cfg.kwargs)
@@ -189,6 +203,7 @@ def play_episodes(
     device: str | torch.device | None = None,
     max_steps: int | None = None,
     on_episode: Callable[[int, dict[str, Any]], None] | None = None,
+    normalization: dict | None = None,
 ) -> list[dict[str, Any]]:
     """Play `episodes` whole games of `config`'s evaluation env (episode i seeded with seed + i).
 
@@ -199,11 +214,12 @@ def play_episodes(
     "frames" (frames written). Token envs have no video (their episodes are texts): ValueError.
     `device`: where observations go; by default the agent's own device. `max_steps`: see
     play_episode. `on_episode(i, result)` is called as each episode ends (to print it at once).
+    `normalization`: the run's statistics, where it normalises observations (make_eval_env).
     """
     if video_dir is not None and is_token_env(config.env_id):
         raise ValueError(f"{config.env_id} episodes are texts; there is no video to record")
     device = torch.device(device) if device is not None else _agent_device(agent)
-    env = make_eval_env(config, render_mode="rgb_array" if video_dir is not None else None)
+    env = make_eval_env(config, "rgb_array" if video_dir is not None else None, normalization)
     masks = config.env.action_masks is not False
     if video_dir is not None:
         Path(video_dir).mkdir(parents=True, exist_ok=True)
@@ -239,6 +255,7 @@ def record_video_clip(
     deterministic: bool = False,
     max_steps: int | None = CLIP_MAX_STEPS,
     max_kept_frames: int = CLIP_KEPT_FRAMES,
+    normalization: dict | None = None,
 ) -> tuple[np.ndarray, float]:
     """Play one whole evaluation game in an env of its own, stream it to an MP4 at `path`, and
     return (frames, fps) of a copy for TensorBoard: every frame when the game is short, every
@@ -251,7 +268,7 @@ def record_video_clip(
     if is_token_env(config.env_id):
         raise ValueError(f"{config.env_id} episodes are texts; there is no video to record")
     device = _agent_device(agent)
-    env = make_eval_env(config, render_mode="rgb_array")
+    env = make_eval_env(config, "rgb_array", normalization)
     masks = config.env.action_masks is not False
     kept: list[np.ndarray] = []
     stride = 1

@@ -88,7 +88,9 @@ class Learner:
                 self.reference.adapt(kl, rollout.completions)
         return scalars
 
-    def capture(self, update: int, global_step: int, episodes: dict, texts: list[str]) -> TrainState:
+    def capture(
+        self, update: int, global_step: int, episodes: dict, texts: list[str], normalization: dict | None
+    ) -> TrainState:
         return TrainState(
             update=update,
             global_step=global_step,
@@ -97,6 +99,7 @@ class Learner:
             rng=capture_rng(self.minibatch_rng, self.prompt_rng, self.device),
             episodes=episodes,
             texts=texts,
+            normalization=normalization,
         )
 
     def checkpoint(self, state: TrainState) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from agents.run.checkpoint import load_checkpoint
 from agents.run.collectors import EpisodeRecorder, GroupCollector, SegmentCollector
 from agents.run.faults import GuardedEnv
 from envs.atari import is_atari
+from envs.normalize import NormalizeVectorEnv
 from envs.registry import is_token_env
 from envs.sentiment_corpus import CorpusTask, SentimentCorpus
 from envs.token_tasks import SentimentTask
@@ -45,11 +46,16 @@ def seed_everything(seed: int) -> None:
 def make_training_envs(config: TrainConfig) -> Envs:
     """A vector env for PPO; for GRPO, which plays exactly one completion per env per round with
     prompts shared within a group, plain envs that its collector drives itself."""
-    envs = make_vector_env(config)
+    envs = make_vector_env(config, gamma=config.ppo.gamma)
     if config.algo == "grpo":
         envs.close()
         return [make_single_env(config.env_id, config.env) for _ in range(config.env.num_envs)]
     return envs
+
+
+def normalizer_of(envs: Envs) -> NormalizeVectorEnv | None:
+    """The NormalizeVectorEnv around the training envs, if the config normalises."""
+    return envs if isinstance(envs, NormalizeVectorEnv) else None
 
 
 def guard_envs(envs: Envs, env_id: str) -> Envs:

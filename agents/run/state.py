@@ -28,6 +28,7 @@ class TrainState:
     rng: dict = field(default_factory=dict)  # every generator, as capture_rng returns them
     episodes: dict = field(default_factory=dict)  # TrainingLogger.state_dict(): the episode window
     texts: list[str] = field(default_factory=list)  # latest completions (token envs)
+    normalization: dict | None = None  # NormalizeVectorEnv.state_dict() (env.normalize_obs / _reward)
 
     def to_checkpoint(self) -> dict[str, Any]:
         return {
@@ -36,6 +37,7 @@ class TrainState:
             "kl_coef": self.ref_kl_coef,
             "penalty_kl_coef": self.kl_penalty_coef,
             "resume": {"rng": self.rng, "logger": self.episodes, "texts": list(self.texts)},
+            "normalization": self.normalization,
         }
 
     @classmethod
@@ -56,6 +58,7 @@ class TrainState:
                 "episodes": int(episodes["episodes"]),
             },
             texts=[str(text) for text in resume.get("texts", [])],
+            normalization=state.get("normalization"),
         )
 
 

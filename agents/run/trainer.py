@@ -126,6 +126,9 @@ class Trainer:
             learner.reference, learner.prompt_rng, learner.mask_size,
         )
         self.callbacks = setup.make_callbacks(config, self.agent)
+        self.normalizer = setup.normalizer_of(envs)
+        if self.normalizer is not None and state is not None and state.normalization is not None:
+            self.normalizer.load_state_dict(state.normalization)
         # The state after the last completed update (None before the first): what a checkpoint
         # written between two updates holds.
         self.state = state
@@ -178,10 +181,14 @@ class Trainer:
             self.logger.log_update(global_step, scalars)
 
             self.state = learner.capture(
-                update, global_step, self.logger.state_dict(), list(self.recorder.texts)
+                update, global_step, self.logger.state_dict(), list(self.recorder.texts), self.normalization()
             )
             for callback in self.callbacks:
                 callback.on_update(self)
+
+    def normalization(self) -> dict | None:
+        """The observation / return statistics now (None without normalisation)."""
+        return self.normalizer.state_dict() if self.normalizer is not None else None
 
     def save_checkpoint(self, name: str | None = None) -> Path:
         """Save the state after the last completed update as checkpoints/`name` (default

@@ -86,13 +86,14 @@ def prepare(config_path: str, overrides: list[str], steps: int, seeds: list[int]
     # Periodic checkpoints and evaluation videos are ours only; the final checkpoint stays.
     config.checkpoint_interval = 0
     config.capture_video = False
-    observation_space, num_actions = probe_spaces(config)
-    plan = sb3_plan(config, observation_space, num_actions)
+    observation_space, actions = probe_spaces(config)
+    plan = sb3_plan(config, observation_space, actions)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / "bench" / f"{Path(config_path).stem}__{steps}__{stamp}"
-    setup = Setup(config, config_path, seeds, out, describe(plan), differences(config, observation_space,
-                                                                               num_actions))
+    setup = Setup(
+        config, config_path, seeds, out, describe(plan), differences(config, observation_space, actions)
+    )
     for library in LIBRARIES:
         for seed in seeds:
             record = finished_run(setup, library, seed)

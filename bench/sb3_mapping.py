@@ -9,6 +9,7 @@ differences are listed by `differences` (bench/README.md explains each).
 
 from __future__ import annotations
 
+import importlib
 import math
 import os
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from functools import partial
 from typing import Any
 
 import gymnasium as gym
+import numpy as np
 
 from agents.config import ConfigError, TrainConfig
 
@@ -47,29 +49,51 @@ class SB3Plan:
 
     env_kind: str  # "atari" (make_atari_env + VecFrameStack), "pixels" (our pixel env), "plain"
     vec_env: str  # "dummy" or "subproc", as our "sync" / "async" vectorization
-    policy: str  # "MlpPolicy" or "CnnPolicy"
+    policy: str  # "MlpPolicy", "CnnPolicy" or "MultiInputPolicy"
     ppo_kwargs: dict[str, Any]  # PPO(...) keyword arguments; schedules are ShiftedLinearSchedule
     policy_kwargs: dict[str, Any]  # activation_fn given by name ("tanh" / "relu")
     torch_threads: int  # the same rule as our trainer: cores for CNNs, 1 for small nets
+    masked: bool = False  # sb3-contrib's MaskablePPO on info["action_mask"], as our env.action_masks
+    normalize: dict[str, Any] | None = None  # VecNormalize(...) arguments, as our env.normalize_*
 
 
-def network_kind(config: TrainConfig, observation_space: gym.Space, num_actions: int) -> str:
+def _masked(config: TrainConfig) -> bool:
+    """Whether our run masks actions (env.action_masks; auto: a reset reports info["action_mask"])."""
+    mode = config.env.action_masks
+    if isinstance(mode, bool):
+        return mode
+    from envs.vector import make_single_env
+
+    env = make_single_env(config.env_id, config.env)
+    try:
+        return "action_mask" in env.reset(seed=config.seed)[1]
+    finally:
+        env.close()
+
+
+def network_kind(config: TrainConfig, observation_space: gym.Space, actions: gym.Space | int) -> str:
     """The network our build_agent picks for this config (resolves network.kind auto)."""
     from agents.networks.build import is_token_space
+    from agents.networks.cnn import NATURE_MIN_SIDE
+    from envs.structured import StructuredBox
 
+    if isinstance(observation_space, StructuredBox):
+        return "multi_input"
     if config.network.kind != "auto":
         return config.network.kind
-    if is_token_space(observation_space, num_actions):
+    if is_token_space(observation_space, actions):
         return "transformer"
-    return "nature_cnn" if len(observation_space.shape) == 3 else "mlp"
+    if len(observation_space.shape) == 3:
+        return "nature_cnn" if min(observation_space.shape[1:]) >= NATURE_MIN_SIDE else "small_cnn"
+    return "mlp"
 
 
-def probe_spaces(config: TrainConfig) -> tuple[gym.Space, int]:
-    """Observation space and number of actions of one training env (bad ids/kwargs → ConfigError)."""
-    import envs  # noqa: F401  (registers the ALE and TokenGen ids)
-    from envs.vector import check_env_id, make_single_env
+def probe_spaces(config: TrainConfig) -> tuple[gym.Space, gym.Space]:
+    """Observation and action space of one of our training envs (bad ids/kwargs → ConfigError)."""
+    from envs.registry import check_env_id
+    from envs.vector import make_single_env
 
-    check_env_id(config.env_id)
+    check_env_id(config.env_id, config.env.imports)
     try:
         env = make_single_env(config.env_id, config.env)
     except Exception as exc:  # a third-party constructor failing is the config's fault here
@@ -77,15 +101,12 @@ def probe_spaces(config: TrainConfig) -> tuple[gym.Space, int]:
             f"cannot create env '{config.env_id}' with env.kwargs={config.env.kwargs}: {exc}"
         ) from None
     try:
-        if not isinstance(env.action_space, gym.spaces.Discrete):
-            name = type(env.action_space).__name__
-            raise ConfigError(f"{config.env_id} has a {name} action space (Discrete only)")
-        return env.observation_space, int(env.action_space.n)
+        return env.observation_space, env.action_space
     finally:
         env.close()
 
 
-def sb3_plan(config: TrainConfig, observation_space: gym.Space, num_actions: int) -> SB3Plan:
+def sb3_plan(config: TrainConfig, observation_space: gym.Space, actions: gym.Space | int) -> SB3Plan:
     """Map `config` onto SB3's PPO; MappingError where the meaning cannot be kept."""
     from envs.atari import is_atari
     from envs.vector import is_pixel_game
@@ -95,8 +116,10 @@ def sb3_plan(config: TrainConfig, observation_space: gym.Space, num_actions: int
         raise MappingError(f"algo {config.algo}: SB3 has no GRPO (group-relative advantages, no critic)")
     if ppo.loss != "clip":
         raise MappingError(f"ppo.loss {ppo.loss}: SB3's PPO has only the clipped surrogate")
-    kind = network_kind(config, observation_space, num_actions)
+    kind = network_kind(config, observation_space, actions)
     atari = is_atari(config.env_id)
+    if net.squash != "none":
+        raise MappingError("network.squash: SB3's PPO squashes actions only with gSDE")
     if atari:
         if not env_cfg.grayscale:
             raise MappingError("env.grayscale false: SB3's AtariWrapper always converts frames to gray")
@@ -115,6 +138,15 @@ def sb3_plan(config: TrainConfig, observation_space: gym.Space, num_actions: int
     elif kind == "nature_cnn":
         policy = "CnnPolicy"  # NatureCNN (512 features) shared by the pi and vf heads, as ours
         policy_kwargs = {}
+    elif kind == "multi_input":
+        # CombinedExtractor (NatureCNN of 256 features per image, the rest flattened) then
+        # separate pi and vf MLPs: what agents/networks/multi_input.py builds.
+        policy = "MultiInputPolicy"
+        policy_kwargs = {
+            "net_arch": {"pi": list(net.hidden_sizes), "vf": list(net.hidden_sizes)},
+            "activation_fn": net.activation,
+            "features_extractor_class": "bench.sb3_extractors:SizedCombinedExtractor",
+        }
     else:
         raise MappingError(f"network.kind {kind}: SB3 has no built-in {kind} policy")
     policy_kwargs["ortho_init"] = True  # gains √2 hidden, 0.01 policy head, 1 value head, as ours
@@ -155,6 +187,16 @@ def sb3_plan(config: TrainConfig, observation_space: gym.Space, num_actions: int
     if vectorization == "auto":  # as envs.vector.make_vector_env decides
         vectorization = "async" if is_pixel_game(config.env_id, env_cfg) else "sync"
     threads = config.torch_threads or ((os.cpu_count() or 1) if policy == "CnnPolicy" else 1)
+    masked = _masked(config)
+    normalize = None
+    if env_cfg.normalize_obs or env_cfg.normalize_reward:
+        normalize = {
+            "norm_obs": env_cfg.normalize_obs,
+            "norm_reward": env_cfg.normalize_reward,
+            "gamma": ppo.gamma,
+        }
+    if masked and not isinstance(actions, gym.spaces.Discrete):
+        raise MappingError("action masks: MaskablePPO is compared on Discrete actions only")
     return SB3Plan(
         env_kind="atari" if atari else ("pixels" if env_cfg.pixels else "plain"),
         vec_env="subproc" if vectorization == "async" else "dummy",
@@ -162,15 +204,17 @@ def sb3_plan(config: TrainConfig, observation_space: gym.Space, num_actions: int
         ppo_kwargs=ppo_kwargs,
         policy_kwargs=policy_kwargs,
         torch_threads=threads,
+        masked=masked,
+        normalize=normalize,
     )
 
 
-def differences(config: TrainConfig, observation_space: gym.Space, num_actions: int) -> list[str]:
+def differences(config: TrainConfig, observation_space: gym.Space, actions: gym.Space | int) -> list[str]:
     """The differences between our run and SB3's that remain for this config (one line each)."""
     from agents.networks.build import bf16_supported, resolve_device
 
     ppo = config.ppo
-    kind = network_kind(config, observation_space, num_actions)
+    kind = network_kind(config, observation_space, actions)
     notes = [
         "Random streams differ (minibatch shuffling: torch generator vs NumPy; action sampling order), "
         "so equal seeds give equal env seeds but not equal trajectories.",
@@ -227,11 +271,48 @@ class TruncationAsTermination(gym.Wrapper):
         return obs, reward, terminated or truncated, False, info
 
 
-def _registered_env(env_id: str, **kwargs: Any) -> gym.Env:
-    # Runs in SB3's env workers too: importing envs registers the ALE and TokenGen ids there.
-    import envs  # noqa: F401
+class MaskFromInfo(gym.Wrapper):
+    """MaskablePPO asks the env for `action_masks()`; ours reads info["action_mask"] (or a Dict
+    entry of that name, which leaves the observation as envs/structured.py takes it out)."""
 
-    return gym.make(env_id, **kwargs)
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        space = env.observation_space
+        self.in_obs = isinstance(space, gym.spaces.Dict) and "action_mask" in space.spaces
+        if self.in_obs:
+            entries = {k: v for k, v in space.spaces.items() if k != "action_mask"}
+            self.observation_space = gym.spaces.Dict(entries)
+        self.mask = np.ones(env.action_space.n, dtype=bool)
+
+    def _split(self, obs: Any, info: dict) -> Any:
+        if self.in_obs:
+            self.mask = np.asarray(obs["action_mask"], dtype=bool)
+            return {k: v for k, v in obs.items() if k != "action_mask"}
+        self.mask = np.asarray(info["action_mask"], dtype=bool)
+        return obs
+
+    def reset(self, **kwargs: Any):
+        obs, info = self.env.reset(**kwargs)
+        return self._split(obs, info), info
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return self._split(obs, info), reward, terminated, truncated, info
+
+    def action_masks(self) -> np.ndarray:
+        return self.mask
+
+
+def _registered_env(env_id: str, imports: tuple[str, ...] = (), wrappers: tuple = (), masked: bool = False,
+                    **kwargs: Any) -> gym.Env:
+    """gym.make of our id with our env.imports and env.wrappers (also in SB3's env workers)."""
+    from envs.registry import import_env_modules, wrapper_specs
+
+    import_env_modules(list(imports))
+    env = gym.make(env_id, **kwargs)
+    for wrapper, wrapper_kwargs in wrapper_specs(list(wrappers)):
+        env = wrapper(env, **wrapper_kwargs)
+    return MaskFromInfo(env) if masked else env
 
 
 def _pixel_env(env_id: str, screen_size: int, grayscale: bool, frame_stack: int) -> gym.Env:
@@ -249,7 +330,7 @@ def _atari_then_truncation(env: gym.Env, **atari_kwargs: Any) -> gym.Env:
 def make_sb3_env(config: TrainConfig, plan: SB3Plan, seed: int):
     """The VecEnv SB3 trains on (Monitor beneath the preprocessing: raw full-game returns)."""
     from stable_baselines3.common.env_util import make_atari_env, make_vec_env
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecFrameStack, VecNormalize
 
     env_cfg = config.env
     vec_env_cls = SubprocVecEnv if plan.vec_env == "subproc" else DummyVecEnv
@@ -279,8 +360,11 @@ def make_sb3_env(config: TrainConfig, plan: SB3Plan, seed: int):
             _pixel_env, config.env_id, env_cfg.screen_size, env_cfg.grayscale, env_cfg.frame_stack
         )
         return make_vec_env(env_fn, wrapper_class=wrapper, **common)
-    env_fn = partial(_registered_env, config.env_id)
-    return make_vec_env(env_fn, wrapper_class=wrapper, env_kwargs=env_cfg.kwargs, **common)
+    env_fn = partial(
+        _registered_env, config.env_id, tuple(env_cfg.imports), tuple(env_cfg.wrappers), plan.masked
+    )
+    envs = make_vec_env(env_fn, wrapper_class=wrapper, env_kwargs=env_cfg.kwargs, **common)
+    return VecNormalize(envs, **plan.normalize) if plan.normalize else envs
 
 
 def make_sb3_model(plan: SB3Plan, env, seed: int):
@@ -293,6 +377,13 @@ def make_sb3_model(plan: SB3Plan, env, seed: int):
     if "activation_fn" in policy_kwargs:
         activations = {"tanh": torch.nn.Tanh, "relu": torch.nn.ReLU}
         policy_kwargs["activation_fn"] = activations[policy_kwargs["activation_fn"]]
+    if "features_extractor_class" in policy_kwargs:  # given by name, so that plans print and compare
+        module, _, name = policy_kwargs["features_extractor_class"].partition(":")
+        policy_kwargs["features_extractor_class"] = getattr(importlib.import_module(module), name)
+    if plan.masked:
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO(plan.policy, env, policy_kwargs=policy_kwargs, seed=seed, **plan.ppo_kwargs)
     return PPO(plan.policy, env, policy_kwargs=policy_kwargs, seed=seed, **plan.ppo_kwargs)
 
 
@@ -309,6 +400,8 @@ def describe(plan: SB3Plan) -> dict[str, str]:
         "VecEnv": plan.vec_env,
         "policy": plan.policy,
         "torch threads": str(plan.torch_threads),
+        "algorithm": "sb3_contrib.MaskablePPO" if plan.masked else "PPO",
+        "VecNormalize": repr(plan.normalize),
     }
     rows.update({key: text(value) for key, value in plan.ppo_kwargs.items() if key != "verbose"})
     rows.update({f"policy_kwargs.{key}": text(value) for key, value in plan.policy_kwargs.items()})

@@ -13,6 +13,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import RecordConstructorArgs
 
 
 def is_image_space(space: gym.Space) -> bool:
@@ -25,12 +26,13 @@ def is_channels_last(space: gym.Space) -> bool:
     return is_image_space(space) and int(np.argmin(space.shape)) == 2 and space.shape[2] < space.shape[0]
 
 
-class ChannelsFirstUint8(gym.ObservationWrapper):
+class ChannelsFirstUint8(gym.ObservationWrapper, RecordConstructorArgs):
     """(H, W, C) → (C, H, W) where the image is channels-last; bool planes → uint8 0 / 255 (the
     CNNs scale by 1/255, so a set bit reads 1.0)."""
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
         self.transpose = is_channels_last(space)
         self.scale = 255 if space.dtype == np.bool_ else 1

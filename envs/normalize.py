@@ -14,6 +14,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.utils import RecordConstructorArgs
 
 CLIP = 10.0
 EPSILON = 1e-8
@@ -104,11 +105,12 @@ class NormalizeVectorEnv(gym.vector.VectorWrapper):
             self.return_rms.load_state_dict(state["returns"])
 
 
-class NormalizeObservation(gym.ObservationWrapper):
+class NormalizeObservation(gym.ObservationWrapper, RecordConstructorArgs):
     """One env's observations normalised with frozen statistics (replays, evaluation)."""
 
     def __init__(self, env: gym.Env, statistics: dict[str, Any]) -> None:
-        super().__init__(env)
+        RecordConstructorArgs.__init__(self, statistics=statistics)
+        gym.ObservationWrapper.__init__(self, env)
         self.obs_rms = RunningMeanStd(env.observation_space.shape)
         self.obs_rms.load_state_dict(statistics)
         self.observation_space = gym.spaces.Box(-CLIP, CLIP, env.observation_space.shape, np.float32)

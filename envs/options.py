@@ -36,6 +36,8 @@ class EnvOptions:
     vector_backend: Literal["gymnasium", "envpool"] = "gymnasium"  # envpool: Atari inside envpool's C++ pool
     kwargs: dict = field(default_factory=dict)  # extra keyword arguments for gymnasium.make
     imports: list[str] = field(default_factory=list)  # modules imported before gymnasium.make (register ids)
+    # Wrappers around the game, innermost first: "module:Class", or {"module:Class": {keyword: value}}.
+    wrappers: list[Union[str, dict]] = field(default_factory=list)
     # Invalid-action masking from info["action_mask"] (Discrete actions): auto (when the env reports
     # one), on or off (YAML reads on / off as true / false).
     action_masks: Union[Literal["auto"], bool] = "auto"

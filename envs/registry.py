@@ -47,6 +47,28 @@ def import_env_modules(modules: list[str]) -> None:
         _import(module, "env.imports")
 
 
+def wrapper_specs(wrappers: list[str | dict]) -> list[tuple[type, dict]]:
+    """(class, keyword arguments) of each `env.wrappers` entry: "module:Class" or
+    {"module:Class": {keyword: value}} (e.g. gymnasium.wrappers:FilterObservation)."""
+    specs = []
+    for entry in wrappers:
+        if isinstance(entry, dict) and len(entry) == 1:
+            (name, kwargs), = entry.items()
+        else:
+            name, kwargs = entry, {}
+        module, _, attribute = str(name).partition(":") if isinstance(name, str) else ("", "", "")
+        if not module or not attribute or not isinstance(kwargs, dict):
+            raise ConfigError(
+                f"env.wrappers: each entry is 'module:Class' or {{'module:Class': {{...}}}}, got {entry!r}"
+            )
+        _import(module, "env.wrappers")
+        wrapper = getattr(importlib.import_module(module), attribute, None)
+        if not callable(wrapper):
+            raise ConfigError(f"env.wrappers: module '{module}' has no wrapper '{attribute}'")
+        specs.append((wrapper, kwargs))
+    return specs
+
+
 def _import(module: str, where: str) -> None:
     try:
         importlib.import_module(module)

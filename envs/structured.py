@@ -14,6 +14,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+from gymnasium.utils import RecordConstructorArgs
 
 from envs.options import ConfigError
 
@@ -46,11 +47,12 @@ class StructuredBox(spaces.Box):
         self.structure = structure
 
 
-class FlattenStructuredObservation(gym.ObservationWrapper):
+class FlattenStructuredObservation(gym.ObservationWrapper, RecordConstructorArgs):
     """Dict / Tuple observation → StructuredBox vector (see the module docstring)."""
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        RecordConstructorArgs.__init__(self)
+        gym.ObservationWrapper.__init__(self, env)
         space = env.observation_space
         self.masked = isinstance(space, spaces.Dict) and MASK_KEY in space.spaces
         if self.masked:

@@ -15,7 +15,7 @@ from envs.images import channels_first_uint8
 from envs.normalize import NormalizeVectorEnv
 from envs.options import ConfigError, EnvOptions, GameSpec
 from envs.pixels import make_pixel_env
-from envs.registry import check_env_id, import_env_modules
+from envs.registry import check_env_id, import_env_modules, wrapper_specs
 from envs.structured import flatten_structured
 
 
@@ -35,6 +35,8 @@ def make_single_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:
     if env_cfg.pixels:
         return make_pixel_env(env_id, **env_cfg.frame_kwargs(), **env_cfg.kwargs)
     env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **env_cfg.kwargs))
+    for wrapper, kwargs in wrapper_specs(env_cfg.wrappers):
+        env = wrapper(env, **kwargs)
     return flatten_structured(channels_first_uint8(env))
 
 

@@ -107,3 +107,28 @@ def test_truncation_as_termination():
     _, _, terminated, truncated, _ = env.step(0)
     assert (terminated, truncated) == (True, False)
     env.close()
+
+
+NORMALIZED = {"norm_obs": True, "norm_reward": True, "gamma": 0.999}
+
+
+@pytest.mark.parametrize(
+    "name, policy, masked, normalize, algorithm",
+    [
+        ("pendulum.yaml", "MlpPolicy", False, None, "PPO"),
+        ("minigrid_doorkey.yaml", "MultiInputPolicy", False, None, "PPO"),
+        ("taxi.yaml", "MlpPolicy", True, None, "MaskablePPO"),
+        ("lunar_lander_continuous.yaml", "MlpPolicy", False, NORMALIZED, "PPO"),
+    ],
+)
+def test_every_space_reaches_the_sb3_model_its_users_would_pick(name, policy, masked, normalize, algorithm):
+    config, plan = plan_for(name, "env.num_envs=2")
+    assert (plan.policy, plan.masked, plan.normalize) == (policy, masked, normalize)
+    env = make_sb3_env(config, plan, seed=0)
+    try:
+        model = make_sb3_model(plan, env, seed=0)
+        assert type(model).__name__ == algorithm
+        assert (type(env).__name__ == "VecNormalize") == (normalize is not None)
+        model.learn(total_timesteps=2 * config.ppo.num_steps)  # one rollout and update run
+    finally:
+        env.close()

@@ -21,8 +21,9 @@ from agents.run.trainer import train
 from envs.normalize import NormalizeVectorEnv, RunningMeanStd
 
 NORMALIZED = {
-    "env_id": "CartPole-v1", "seed": 4, "total_timesteps": 6 * 64, "torch_threads": 1, "checkpoint_interval": 3,
-    "keep_checkpoints": 0, "env": {"num_envs": 2, "normalize_obs": True, "normalize_reward": True},
+    "env_id": "CartPole-v1", "seed": 4, "total_timesteps": 6 * 64, "torch_threads": 1,
+    "checkpoint_interval": 3, "keep_checkpoints": 0,
+    "env": {"num_envs": 2, "normalize_obs": True, "normalize_reward": True},
     "ppo": {"num_steps": 32, "num_minibatches": 2, "update_epochs": 2, "gamma": 0.9},
 }
 
@@ -46,7 +47,9 @@ def test_running_mean_and_variance_of_batches_equal_those_of_everything():
 def test_observations_and_rewards_match_stable_baselines3_vecnormalize():
     gamma, steps, num_envs = 0.9, 300, 3
     ours = NormalizeVectorEnv(
-        gym.vector.SyncVectorEnv([lambda: gym.make("CartPole-v1")] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP),
+        gym.vector.SyncVectorEnv(
+            [lambda: gym.make("CartPole-v1")] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP
+        ),
         observations=True, rewards=True, gamma=gamma,
     )
     theirs = DummyVecEnv([lambda: gym.make("CartPole-v1")] * num_envs)
@@ -91,7 +94,8 @@ def test_statistics_survive_a_checkpoint_bit_for_bit_and_replays_use_them(tmp_pa
     a, b = (load_checkpoint(tmp_path / run / "checkpoints" / "final.pt") for run in "ab")
     assert a["normalization"] == b["normalization"] and a["normalization"]["observations"]["count"] > 6 * 64
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    assert load_checkpoint(tmp_path / "a" / "checkpoints" / "update_000003.pt")["normalization"] != a["normalization"]
+    at_update_3 = load_checkpoint(tmp_path / "a" / "checkpoints" / "update_000003.pt")
+    assert at_update_3["normalization"] != a["normalization"]
 
     agent, config = load_agent(tmp_path / "a" / "checkpoints" / "final.pt")
     played = play_episodes(agent, config, 2, seed=0, deterministic=True, normalization=a["normalization"])

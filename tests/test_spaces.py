@@ -178,3 +178,16 @@ def test_a_users_env_module_trains_and_replays_from_its_config_alone(overrides, 
     replayed = fresh_process("enjoy.py", str(run), "--episodes", "2", "--deterministic")
     assert replayed.returncode == 0, replayed.stderr
     assert replayed.stdout.strip().splitlines()[-1].endswith("episodes=2")
+
+
+def test_the_readme_example_game_trains_and_replays(tmp_path):
+    """README "Your own game": configs/catch.yaml names examples/catch.py by module:Id."""
+    run = tmp_path / "catch"
+    trained = fresh_process(
+        "train.py", "--config", "configs/catch.yaml", "--no-progress", "total_timesteps=2048",
+        f"run_dir={run}",
+    )
+    assert trained.returncode == 0, trained.stderr
+    replayed = fresh_process("enjoy.py", str(run), "--episodes", "2", "--video-dir", str(tmp_path / "videos"))
+    assert replayed.returncode == 0, replayed.stderr
+    assert len(list((tmp_path / "videos").glob("episode_*.mp4"))) == 2

@@ -21,11 +21,7 @@ KL_PENALTY_RUN = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # train() sets it for the whole process
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # see tests/conftest.py
 
 
 @pytest.mark.parametrize(

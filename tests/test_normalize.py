@@ -28,11 +28,7 @@ NORMALIZED = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # train() sets it for the whole process
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # see tests/conftest.py
 
 
 def test_running_mean_and_variance_of_batches_equal_those_of_everything():

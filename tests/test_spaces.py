@@ -29,11 +29,7 @@ from tests.space_envs import LENGTH, DictHintEnv, MaskedIdentityEnv
 LOG_2PI = math.log(2 * math.pi)
 
 
-@pytest.fixture(autouse=True)
-def _keep_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)  # train() sets it for the whole process
+pytestmark = pytest.mark.usefixtures("keep_torch_threads")  # see tests/conftest.py
 
 
 # ------------------------------------------------------------------- distributions by hand

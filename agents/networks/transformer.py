@@ -27,7 +27,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from agents.networks.actor_critic import ActorCritic, layer_init
 from agents.networks.attention import Block
@@ -37,25 +36,7 @@ from agents.networks.distributions import (
     masked_logits,
     sample_action,
 )
-
-# Counts optimizer.step() calls of every optimizer in the process, once a transformer exists.
-# Fused optimizers (Adam(fused=True)) update parameters without bumping their version counters, so
-# the KV cache also treats any optimizer step as a possible weight change (_parameter_fingerprint).
-# Global because the optimizer may be anyone's (a user's, the SFT loop's); installed by the first
-# model built, not by importing this module.
-_optimizer_steps = 0
-_counting_hook = None
-
-
-def _count_optimizer_step(optimizer: torch.optim.Optimizer, args: tuple, kwargs: dict) -> None:
-    global _optimizer_steps
-    _optimizer_steps += 1
-
-
-def _count_optimizer_steps() -> None:
-    global _counting_hook
-    if _counting_hook is None:
-        _counting_hook = register_optimizer_step_post_hook(_count_optimizer_step)
+from agents.networks.optimizer_steps import optimizer_steps, start_counting
 
 
 class TransformerActorCritic(ActorCritic):
@@ -80,7 +61,7 @@ class TransformerActorCritic(ActorCritic):
         value_grad_scale: float = 0.0,
     ) -> None:
         super().__init__()
-        _count_optimizer_steps()
+        start_counting()
         self.distribution = CategoricalDistribution(vocab_size)  # the next token
         self.value_grad_scale = value_grad_scale
         self.vocab_size = vocab_size
@@ -218,9 +199,9 @@ class TransformerActorCritic(ActorCritic):
     def _parameter_fingerprint(self) -> tuple:
         # A changed fingerprint means the cached K/V may come from other weights: in-place
         # updates (load_state_dict, copy_, non-fused optimizers) bump a tensor's version counter,
-        # `.to()` moves the storage, and any optimizer.step() bumps _optimizer_steps. Only
+        # `.to()` moves the storage, and any optimizer.step() bumps optimizer_steps(). Only
         # edits through `p.data` escape all three: call reset_cache() after those.
-        return (_optimizer_steps, tuple((p.data_ptr(), p._version) for p in self.parameters()))
+        return (optimizer_steps(), tuple((p.data_ptr(), p._version) for p in self.parameters()))
 
     def _ensure_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> None:
         fingerprint = self._parameter_fingerprint()

@@ -15,6 +15,9 @@ class ConfigError(ValueError):
     """A setting the user must fix; the entry scripts print it as one `error:` line and exit with 2."""
 
 
+ATARI_KEY = "env.atari"  # where AtariOptions sit in a training config
+
+
 @dataclass
 class AtariOptions:
     """Keyword arguments of envs.atari.make_atari and of the envpool backend, for ALE games."""
@@ -27,6 +30,26 @@ class AtariOptions:
 
     def as_kwargs(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def check_game(self, env_id: str) -> None:
+        """Refuse options the ALE id cannot honour, naming them as a config spells them
+        (env.atari.frame_skip). envs.atari.make_atari refuses them too, but only when the env is
+        made, in the words of its own arguments (frame_skip=1), which no config has."""
+        if self.frame_skip <= 1:
+            return
+        import gymnasium as gym  # here: this module needs nothing else of the games
+
+        from envs.atari import is_atari
+
+        if not is_atari(env_id):
+            return
+        built_in = gym.spec(env_id.rpartition(":")[2]).kwargs.get("frameskip", 1)
+        if built_in != 1:
+            raise ConfigError(
+                f"{env_id} already skips frames (frameskip={built_in}), and {ATARI_KEY}.frame_skip="
+                f"{self.frame_skip} would skip again; "
+                f"use a <Game>NoFrameskip-v4 id or {ATARI_KEY}.frame_skip=1"
+            )
 
 
 @dataclass

@@ -6,6 +6,10 @@ from __future__ import annotations
 from agents.config.sections import TrainConfig
 from envs.options import ConfigError
 
+# The largest seed: numpy's global seeding (np.random.seed) and its legacy generators take
+# 0..2**32 - 1, and gymnasium refuses negative seeds.
+MAX_SEED = 2**32 - 1
+
 
 def validate(config: TrainConfig) -> None:
     """Refuse values that are well-typed but meaningless (negative rates, empty batches...)."""
@@ -15,6 +19,7 @@ def validate(config: TrainConfig) -> None:
         if not ok:
             raise ConfigError(message)
 
+    require(0 <= config.seed <= MAX_SEED, f"seed must be in 0..{MAX_SEED} (2**32 - 1), got {config.seed}")
     require(config.total_timesteps > 0, "total_timesteps must be > 0")
     require(config.checkpoint_interval >= 0, "checkpoint_interval must be >= 0 (0: only at the end)")
     require(config.keep_checkpoints >= 0, "keep_checkpoints must be >= 0 (0: keep all)")
@@ -26,6 +31,8 @@ def validate(config: TrainConfig) -> None:
     require(env.frame_stack > 0, "env.frame_stack must be > 0")
     require(env.atari.noop_max >= 0, "env.atari.noop_max must be >= 0")
     require(env.atari.frame_skip > 0, "env.atari.frame_skip must be > 0")
+    if env.vector_backend == "gymnasium":  # envpool takes <Game>NoFrameskip-v4 ids only, and says so
+        env.atari.check_game(config.env_id)
     require(all(h > 0 for h in config.network.hidden_sizes), "network.hidden_sizes must be > 0")
     require(ppo.learning_rate > 0, "ppo.learning_rate must be > 0")
     require(ppo.adam_eps > 0, "ppo.adam_eps must be > 0")

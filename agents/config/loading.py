@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import math
 import re
 import sys
@@ -33,6 +34,8 @@ RENAMED_KEYS = {
     "pipeline.ptx_coef": "rlhf.ptx_coef",
     "pipeline.ptx_batch_size": "rlhf.ptx_batch_size",
 }
+# How alike (difflib's ratio) an unknown key and a valid one must be for "did you mean".
+CLOSE_KEY_CUTOFF = 0.6
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -92,6 +95,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
+        if isinstance(value, float):
+            # YAML reads 1e6 and 2.0e5 as floats: a whole number written so is meant as a count.
+            if not value.is_integer():
+                raise ConfigError(f"{key} must be int, got {value!r}, which is not a whole number")
+            return int(value)
     elif tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if isinstance(value, int) and abs(value) > sys.float_info.max:  # float() would overflow
@@ -107,12 +115,41 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
 
 
+@functools.cache
+def _schema_keys(cls: type = TrainConfig, prefix: str = "") -> tuple[str, ...]:
+    """Every dotted key of the config, sections included: env, env.num_envs, env.atari.noop_max..."""
+    hints = typing.get_type_hints(cls)
+    keys: list[str] = []
+    for field in dataclasses.fields(cls):
+        keys.append(prefix + field.name)
+        if dataclasses.is_dataclass(hints[field.name]):
+            keys.extend(_schema_keys(hints[field.name], f"{prefix}{field.name}."))
+    return tuple(keys)
+
+
+def _closest_key(full: str, prefix: str) -> str | None:
+    """The valid dotted key most like `full`, in any section: users put keys in the wrong section
+    or drop it (n_envs for env.num_envs), so both the whole key and its last component are compared.
+    Equal scores go to the key of the same section."""
+    last = full.rpartition(".")[2]
+
+    def similarity(a: str, b: str) -> float:
+        return difflib.SequenceMatcher(None, a, b).ratio()
+
+    def score(candidate: str) -> tuple[float, bool, float]:
+        whole = similarity(full, candidate)
+        return max(whole, similarity(last, candidate.rpartition(".")[2])), candidate.startswith(prefix), whole
+
+    best = max(_schema_keys(), key=score)
+    return best if score(best)[0] >= CLOSE_KEY_CUTOFF else None
+
+
 def _unknown_key_error(key: str, valid: list[str], prefix: str) -> ConfigError:
     full = prefix + key
     if full in RENAMED_KEYS:
         return ConfigError(f"config key '{full}' was renamed '{RENAMED_KEYS[full]}'")
-    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean '{prefix}{close[0]}'?" if close else f"; valid keys: {', '.join(valid)}"
+    close = _closest_key(full, prefix)
+    hint = f"; did you mean '{close}'?" if close else f"; valid keys: {', '.join(valid)}"
     return ConfigError(f"unknown config key '{full}'{hint}")
 
 
@@ -182,11 +219,21 @@ def _deep_merge(base: dict, update: dict) -> dict:
     return merged
 
 
+def _not_a_config_file(path: Path) -> str | None:
+    """Why `path` cannot be read as a config file, or None if it is a file."""
+    if path.is_dir():
+        return f"{path} is a directory, not a config file"
+    if not path.is_file():
+        return f"config file not found: {path}"
+    return None
+
+
 def read_yaml_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     """Read a YAML config as a dict, resolving `extends:` chains (relative to each file)."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file not found: {path}")
+    problem = _not_a_config_file(path)
+    if problem:
+        raise ConfigError(problem)
     if path.resolve() in _seen:
         raise ConfigError(f"config inheritance loops back to {path}")
     try:
@@ -205,6 +252,11 @@ def read_yaml_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     if parent is not None:
         if not isinstance(parent, str):
             raise ConfigError(f"'extends' in {path} must be a file name")
+        # Named here, the file with the `extends:` line: the target alone does not say which
+        # file of a chain to fix.
+        problem = _not_a_config_file(path.parent / parent)
+        if problem:
+            raise ConfigError(f"'extends: {parent}' in {path}: {problem}")
         base = read_yaml_config(path.parent / parent, _seen + (path.resolve(),))
         data = _deep_merge(base, data)
     return data

@@ -14,10 +14,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from agents.run.cli import ArgumentParser, positive_int
+from agents.run.cli import ArgumentParser, positive_int, seed_int
 
 
 class EnjoyError(ValueError):
@@ -30,7 +31,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--episodes", type=positive_int, default=10, help="games to play (default 10)")
     parser.add_argument("--video-dir", type=Path, help="write one MP4 per episode into this directory")
     parser.add_argument("--deterministic", action="store_true", help="take the most likely action (argmax)")
-    parser.add_argument("--seed", type=int, default=0, help="episode i is seeded with S + i (default 0)")
+    parser.add_argument("--seed", type=seed_int, default=0, help="episode i is seeded with S + i (default 0)")
     parser.add_argument(
         "--max-steps",
         type=positive_int,
@@ -62,6 +63,18 @@ def check_writable_dir(path: Path) -> None:
         raise EnjoyError(f"cannot create --video-dir {path}: {ancestor} is not writable")
 
 
+def check_checkpoint_path(path: Path) -> None:
+    """Refuse a file that is plainly no checkpoint (neither named .pt nor a zip archive, torch's
+    file format) before torch reads it: torch's own complaint about such a file ("pop from empty
+    list" for a YAML file) says nothing useful. A run's config.yaml is the usual slip, so its run
+    dir is named."""
+    if not path.is_file() or path.suffix == ".pt" or zipfile.is_zipfile(path):
+        return
+    run_dir = path.parent
+    hint = f"; to play its run, pass the run dir {run_dir}" if (run_dir / "config.yaml").is_file() else ""
+    raise EnjoyError(f"{path} is not a checkpoint (.pt) or a run dir{hint}")
+
+
 def format_row(index: int, episode: dict) -> str:
     row = f"episode={index} seed={episode['seed']} return={episode['return']:.2f} length={episode['length']}"
     if episode["truncated"]:
@@ -85,6 +98,7 @@ def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any, dict 
 
     if args.video_dir is not None:
         check_writable_dir(args.video_dir)
+    check_checkpoint_path(args.path)
     checkpoint = newest_checkpoint(args.path)
     state = load_checkpoint(checkpoint)
     config, normalization = checkpoint_config(state, checkpoint), state.get("normalization")

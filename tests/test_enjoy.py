@@ -166,6 +166,12 @@ def make_bad_input(name: str, run: Path, tmp: Path) -> list[str]:
         return [str(run), "--episodes", "0"]
     if name == "unknown option":
         return [str(run), "--speed", "2"]
+    if name == "negative seed":
+        return [str(run), "--seed", "-3"]
+    if name == "option given twice":
+        return [str(run), "--episodes", "1", "--episodes", "2"]
+    if name == "config.yaml for a checkpoint":
+        return [str(run / "config.yaml")]
     raise AssertionError(name)
 
 
@@ -182,6 +188,11 @@ BAD_INPUT = {
     "video dir not writable": "is not writable",
     "zero episodes": "argument --episodes: expected a positive integer",
     "unknown option": "unrecognized arguments: --speed",
+    "negative seed": "argument --seed: expected a seed in 0..4294967295, got -3",
+    "option given twice": "argument --episodes: given twice",
+    "config.yaml for a checkpoint": (
+        "config.yaml is not a checkpoint (.pt) or a run dir; to play its run, pass the run dir"
+    ),
 }
 
 

@@ -9,10 +9,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = "env_id: CartPole-v1\ntotal_timesteps: 256\nenv:\n  num_envs: 2\nppo:\n  num_steps: 64\n"
+DIRECTORY = "<config.yaml is a directory>"  # a CASES config text: --config names a directory
 
 
 def write_config(tmp_path: Path, config_text: str | None) -> None:
-    if config_text is not None:
+    if config_text == DIRECTORY:
+        (tmp_path / "config.yaml").mkdir()
+    elif config_text is not None:
         (tmp_path / "config.yaml").write_text(config_text)
 
 
@@ -45,6 +48,26 @@ CASES = {
     "masks the env has not": (GOOD, ["env.action_masks=on"], "reports no info['action_mask']"),
     "module that does not import": (GOOD.replace("CartPole-v1", "no_such_pkg:Game-v0"), [], "cannot import"),
     "env.imports that do not import": (GOOD, ["env.imports=[no_such_pkg]"], "env.imports: cannot import"),
+    "negative seed": (GOOD, ["seed=-1"], "seed must be in 0..4294967295"),
+    "init checkpoint for an MLP": (
+        GOOD,
+        ["rlhf.init_checkpoint=policy.pt"],
+        "rlhf.init_checkpoint: needs a token env and the transformer network",
+    ),
+    "config given twice": (GOOD, ["--config", "config.yaml"], "argument --config: given twice"),
+    "config is a directory": (DIRECTORY, [], "config.yaml is a directory, not a config file"),
+    "missing extends target": (  # names the file with the extends: line, then the missing target
+        "extends: base.yaml\n" + GOOD,
+        [],
+        ("'extends: base.yaml' in ", "config.yaml: config file not found: ", "base.yaml"),
+    ),
+    "key without its section": (GOOD, ["n_envs=4"], "key 'n_envs'; did you mean 'env.num_envs'"),
+    "frame skip on an id that skips frames": (
+        GOOD.replace("CartPole-v1", "ALE/Breakout-v5"),
+        [],
+        "use a <Game>NoFrameskip-v4 id or env.atari.frame_skip=1",
+    ),
+    "fraction for an integer": (GOOD, ["total_timesteps=1.5"], "got 1.5, which is not a whole number"),
 }
 
 
@@ -57,7 +80,8 @@ def test_bad_input_is_one_error_line(tmp_path, name):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert expected in lines[0]
+    for part in (expected,) if isinstance(expected, str) else expected:
+        assert part in lines[0], lines[0]
     assert "Traceback" not in result.stderr + result.stdout
     assert {p for p in tmp_path.rglob("*")} == before  # no run dir, no file written
 

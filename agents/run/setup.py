@@ -24,7 +24,7 @@ from agents.rlhf.ptx import PtxTerm
 from agents.rlhf.reference import AdaptiveKLController, ReferencePolicy, frozen_copy
 from agents.rlhf.sft import sft_train
 from agents.run.callbacks import Callback, CheckpointEvery, TextSamplesEvery, VideoEvery
-from agents.run.checkpoint import load_checkpoint
+from agents.run.checkpoint import CheckpointError, load_checkpoint
 from agents.run.collectors import EpisodeRecorder, GroupCollector, SegmentCollector
 from agents.run.faults import GuardedEnv
 from envs.atari import is_atari
@@ -95,10 +95,41 @@ def make_agent(config: TrainConfig, envs: Envs, device: torch.device) -> ActorCr
 def check_trainable(config: TrainConfig, agent: ActorCritic) -> None:
     """Refuse settings the built network cannot serve (before anything is written)."""
     rlhf = config.rlhf
-    if not isinstance(agent, TransformerActorCritic) and (
-        config.algo == "grpo" or rlhf.kl_coef > 0 or rlhf.sft_steps > 0
-    ):
-        raise ConfigError("algo grpo, rlhf.kl_coef and rlhf.sft_steps need a token env and the transformer")
+    # rlhf.init_checkpoint loads the weights of an RLHF stage (a transformer) before RL: on any
+    # other network it would fail in the warm start, after the run dir was written.
+    needs_transformer = {
+        "algo grpo": config.algo == "grpo",
+        "rlhf.kl_coef > 0": rlhf.kl_coef > 0,
+        "rlhf.sft_steps > 0": rlhf.sft_steps > 0,
+        "rlhf.init_checkpoint": bool(rlhf.init_checkpoint),
+    }
+    used = [setting for setting, on in needs_transformer.items() if on]
+    if used and not isinstance(agent, TransformerActorCritic):
+        verb = "needs" if len(used) == 1 else "need"
+        raise ConfigError(
+            f"{', '.join(used)}: {verb} a token env and the transformer network, "
+            f"but {config.env_id} gets {type(agent).__name__}"
+        )
+    if rlhf.init_checkpoint:
+        # Read here as well as by the warm start, which runs after the run dir is written: a
+        # missing, damaged or foreign file must be refused before. Keys and shapes are what
+        # load_state_dict checks.
+        path = Path(rlhf.init_checkpoint)
+        if not path.is_file():
+            raise ConfigError(f"rlhf.init_checkpoint: no such checkpoint file: {path}")
+        try:
+            weights = load_checkpoint(path)["model"]
+        except CheckpointError as exc:
+            raise ConfigError(f"rlhf.init_checkpoint: {exc}") from None
+        own = agent.state_dict()
+        items = weights.items() if isinstance(weights, dict) else ()
+        shapes = {key: tuple(getattr(value, "shape", ())) for key, value in items}
+        wrong = sorted(set(shapes) ^ set(own)) or [k for k in own if shapes[k] != tuple(own[k].shape)]
+        if wrong:
+            raise ConfigError(
+                f"rlhf.init_checkpoint {path} holds weights of another network than this config's "
+                f"(first difference: {wrong[0]})"
+            )
     if config.capture_video and is_token_env(config.env_id):
         raise ConfigError(
             "capture_video: token envs play texts, not pictures (samples go to TensorBoard's text tab)"

@@ -2,6 +2,8 @@
 
     python plot.py RUN_DIR [RUN_DIR ...] -o curves.png [--tag rollout/ep_rew_mean]
 
+A folder of runs (a dir whose subdirs are run dirs, such as runs/) stands for all of them.
+
 Left panel: the scalar against env steps; right panel: against wall time since the run started
 (the first event of its event files). Runs whose config.yaml files are equal except for `seed`
 and `run_dir` are one group, drawn as the mean over its seeds with a min–max band (with 2–5
@@ -29,6 +31,7 @@ DEFAULT_TAG = "rollout/ep_rew_mean"
 IGNORED_KEYS = ("seed", "run_dir")  # what may differ between the runs of one group
 GRID_POINTS = 200  # points of the common grid a group is interpolated onto
 MAX_LABEL_KEYS = 3  # differing config keys named in a legend entry
+EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's: what makes a dir a run dir here
 
 
 def group_key(config: dict[str, Any] | None, path: Path) -> str:
@@ -124,8 +127,35 @@ def check_output(path: Path) -> None:
         raise PlotError(f"output {path} is not writable")
 
 
+def is_run_dir(path: Path) -> bool:
+    return path.is_dir() and any(path.glob(EVENT_FILES))
+
+
+def runs_in_folder(path: Path) -> list[Path]:
+    """The run dirs directly inside `path` in name order, if `path` is a folder of runs (a dir
+    without event files of its own, such as runs/); else []."""
+    if not path.is_dir() or is_run_dir(path):
+        return []
+    try:
+        return sorted(child for child in path.iterdir() if is_run_dir(child))
+    except OSError:  # unreadable: read_run says what is wrong with it
+        return []
+
+
+def expand_run_dirs(paths: list[Path]) -> list[Path]:
+    """`paths` with each folder of runs replaced by its run dirs; a run named twice (runs/ and
+    runs/a) is read once, or it would count as two seeds. Anything else is kept as given, for
+    read_run to accept or refuse."""
+    unique: dict[Path, Path] = {}
+    for path in paths:
+        for run in runs_in_folder(path) or [path]:
+            unique.setdefault(run.absolute(), run)
+    return list(unique.values())
+
+
 def plot(run_dirs: list[Path], output: Path, tag: str = DEFAULT_TAG) -> list[list[Run]]:
-    """Draw the two panels for `run_dirs` into `output`; return the groups drawn."""
+    """Draw the two panels for `run_dirs` (already expanded: expand_run_dirs) into `output`;
+    return the groups drawn."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: no display on training machines
@@ -154,16 +184,20 @@ def plot(run_dirs: list[Path], output: Path, tag: str = DEFAULT_TAG) -> list[lis
 
 def main(argv: list[str] | None = None) -> int:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("runs", nargs="+", type=Path, help="run dirs (events.out.tfevents.*, config.yaml)")
+    parser.add_argument(
+        "runs", nargs="+", type=Path,
+        help="run dirs (events.out.tfevents.*, config.yaml), or folders of run dirs such as runs/",
+    )
     parser.add_argument("-o", "--output", type=Path, required=True, help="image file, e.g. curves.png")
     parser.add_argument("--tag", default=DEFAULT_TAG, help=f"scalar to plot (default {DEFAULT_TAG})")
     args = parser.parse_args(argv)
+    run_dirs = expand_run_dirs(args.runs)
     try:
-        groups = plot(args.runs, args.output, args.tag)
+        groups = plot(run_dirs, args.output, args.tag)
     except PlotError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {args.output}: {len(args.runs)} runs in {len(groups)} groups")
+    print(f"wrote {args.output}: {len(run_dirs)} runs in {len(groups)} groups")
     return 0
 
 

@@ -72,6 +72,19 @@ def test_plot_draws_a_png_with_the_seeds_grouped(runs, tmp_path, capsys):
         assert image.format == "PNG" and image.size[0] > image.size[1] > 100
 
 
+def test_a_folder_of_runs_plots_every_run_in_it(runs, tmp_path, capsys):
+    folder = tmp_path / "runs"
+    folder.mkdir()
+    for index, run in enumerate(runs):
+        (folder / f"run{index}").symlink_to(run, target_is_directory=True)
+    (folder / "notes").mkdir()  # a subdir that is no run is passed over
+    output = tmp_path / "curves.png"
+    # A run named on its own as well as through its folder is still one seed, not two.
+    assert plot.main([str(folder), str(folder / "run0"), "-o", str(output)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {output}: 3 runs in 2 groups"
+    assert output.is_file()
+
+
 BAD_INPUT = {
     "missing run dir": (lambda run, tmp: [str(tmp / "nope"), "-o", str(tmp / "c.png")], "not a run dir"),
     "no event files": (lambda run, tmp: [str(tmp), "-o", str(tmp / "c.png")], "no TensorBoard event files"),

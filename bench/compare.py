@@ -69,6 +69,13 @@ class Setup:
     def run_dir(self, library: str, seed: int) -> Path:
         return self.out / "tb" / f"{library}_seed{seed}"
 
+    @property
+    def end_step(self) -> int:
+        """The env steps every run ends at: both libraries stop at the first update boundary at or
+        past --steps (TrainConfig.num_updates rounds up, as SB3's learn() does), so with --steps
+        5000 and batches of 256 they train and log up to 5120, not 5000."""
+        return self.config.num_updates * self.config.batch_size
+
 
 def prepare(config_path: str, overrides: list[str], steps: int, seeds: list[int], out: Path | None) -> Setup:
     """Everything that can be refused, refused before the first run (ConfigError / MappingError)."""
@@ -209,15 +216,15 @@ def run_all(setup: Setup) -> list[Run]:
 
 
 def steps_grid(setup: Setup) -> np.ndarray:
-    """The update boundaries ≤ N, where both libraries log: every batch_size env steps."""
+    """The update boundaries up to the runs' end, where both libraries log: every batch_size env steps."""
     batch = setup.config.batch_size
-    return np.arange(batch, setup.config.total_timesteps + 1, batch, dtype=np.float64)
+    return np.arange(batch, setup.end_step + 1, batch, dtype=np.float64)
 
 
 def final_return(run: Run, setup: Setup) -> float:
     from bench.stats import final_value
 
-    return final_value(run.steps, run.values, setup.config.total_timesteps)
+    return final_value(run.steps, run.values, setup.end_step)
 
 
 def per_run_row(run: Run, setup: Setup) -> dict[str, float]:
@@ -269,7 +276,7 @@ def markdown(runs: list[Run], setup: Setup, summary: dict) -> str:
     lines = [
         f"# Our PPO vs Stable-Baselines3 PPO: {setup.config_path}",
         "",
-        f"{config.env_id}, {config.total_timesteps} env steps per run (batch {config.batch_size}), "
+        f"{config.env_id}, {setup.end_step} env steps per run (batch {config.batch_size}), "
         f"seeds {seeds}, run alternately (ours, SB3, next seed). Mean over seeds ± half-width of the "
         "95 % t confidence interval.",
         "",
@@ -282,9 +289,9 @@ def markdown(runs: list[Run], setup: Setup, summary: dict) -> str:
     lines += [
         "",
         f"- final: {TAG} (mean return of the last {config.stats_window} episodes) at the last logged point "
-        f"≤ {config.total_timesteps} env steps.",
+        f"≤ {setup.end_step} env steps (--steps {config.total_timesteps} rounded up to whole batches).",
         f"- AUC: mean of {TAG} over the update boundaries (every {config.batch_size} env steps up to "
-        f"{config.total_timesteps}), i.e. area under the curve ÷ env steps; points before a run's first "
+        f"{setup.end_step}), i.e. area under the curve ÷ env steps; points before a run's first "
         "finished episode are left out.",
         "- wall time: from building the envs to the end of training (imports excluded); env steps/s: env "
         "steps ÷ training-loop time (from after the first reset to the end of the last update).",

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from agents.config import load_config
 from bench import compare
 from bench.stats import (
     area_under_curve,
@@ -49,6 +50,20 @@ def test_final_value_and_area_under_curve():
     assert area_under_curve(steps, values, np.array([256.0, 512.0, 768.0])) == 2.0
     # Grid points before the first logged value are left out: (1 + 1 + 2) / 3.
     assert area_under_curve(steps, values, np.array([128.0, 256.0, 300.0, 512.0])) == pytest.approx(4 / 3)
+
+
+def test_final_and_plots_end_where_the_runs_end_past_steps_not_a_multiple_of_the_batch(tmp_path):
+    # --steps 5000 with batches of 8 × 32 = 256: both libraries train 20 updates, to 5120 env steps.
+    config = load_config(CONFIGS / "cartpole.yaml", ["total_timesteps=5000"])
+    setup = compare.Setup(config, "cartpole.yaml", [1], tmp_path, {}, [])
+    steps = np.arange(256.0, 5121.0, 256.0)  # logged after each update
+    measurement = dict(wall_time_s=1.0, steps=5120, loop_time_s=1.0, maxrss_mib=1.0, tree_pss_mib=1.0)
+    run = compare.Run("ours", 1, measurement, "unknown", steps, values=steps / 10, seconds=steps / 1000)
+    assert setup.end_step == 5120
+    assert compare.steps_grid(setup)[-1] == 5120  # where return_vs_steps.png ends
+    row = compare.per_run_row(run, setup)
+    assert row["final"] == 512.0  # the value logged at 5120, not the one at 4864
+    assert row["auc"] == pytest.approx((25.6 + 512.0) / 2)  # over the 20 update boundaries, 5120 included
 
 
 def test_compare_on_cartpole_writes_table_plots_and_logs(tmp_path, capsys):

@@ -11,12 +11,11 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from envs.atari import is_atari, make_atari
-from envs.images import channels_first_uint8
+from envs.layout import with_layout
 from envs.normalize import NormalizeVectorEnv
 from envs.options import ConfigError, EnvOptions, GameSpec
 from envs.pixels import make_pixel_env
 from envs.registry import check_env_id, import_env_modules, wrapper_specs
-from envs.structured import flatten_structured
 
 
 def is_pixel_game(env_id: str, env_cfg: EnvOptions) -> bool:
@@ -37,7 +36,7 @@ def make_single_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:
     env = gym.wrappers.RecordEpisodeStatistics(gym.make(env_id, **env_cfg.kwargs))
     for wrapper, kwargs in wrapper_specs(env_cfg.wrappers):
         env = wrapper(env, **kwargs)
-    return flatten_structured(channels_first_uint8(env))
+    return with_layout(env)
 
 
 def _worker_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:

@@ -11,9 +11,12 @@ CONFIG ?= configs/breakout.yaml
 setup: $(STAMP)
 
 # Reinstalls only when a requirements file changed; pins are exact (see requirements*.txt).
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt
+# The project itself goes in editable (`from agents import PPO` from any directory, and the
+# rl-train / rl-enjoy / rl-plot commands); its dependencies are already there, pinned.
+$(STAMP): requirements.txt requirements-dev.txt constraints.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -c constraints.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 train: setup

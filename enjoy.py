@@ -38,6 +38,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="cut each episode after this many agent steps (marked truncated); default: whole games",
     )
     parser.add_argument("--device", choices=["cpu", "cuda", "auto"], default="cpu", help="default cpu")
+    parser.add_argument(
+        "--env", metavar="ENV_ID",
+        help="play this env id instead of the run's (e.g. module:MyGame-v0 for a run trained from Python "
+        "on an env object, which no config can name)",
+    )
     return parser.parse_args(argv)
 
 
@@ -102,6 +107,8 @@ def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any, dict 
     checkpoint = newest_checkpoint(args.path)
     state = load_checkpoint(checkpoint)
     config, normalization = checkpoint_config(state, checkpoint), state.get("normalization")
+    if args.env is not None:
+        config.env_id = args.env
     if args.video_dir is not None and is_token_env(config.env_id):
         raise EnjoyError(f"{config.env_id} episodes are texts, not videos; drop --video-dir")
     try:
@@ -110,7 +117,7 @@ def load_for_evaluation(args: argparse.Namespace) -> tuple[Path, Any, Any, dict 
         raise  # an unknown env id, already worded for the user
     except Exception as exc:  # any failure of a third-party env constructor is the checkpoint's
         raise EnjoyError(f"cannot create env '{config.env_id}' of {checkpoint}: {exc}") from None
-    agent, config = load_agent(checkpoint, resolve_device(args.device))
+    agent, _ = load_agent(checkpoint, resolve_device(args.device))
     return checkpoint, agent, config, normalization
 
 

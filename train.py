@@ -16,6 +16,7 @@ from pathlib import Path
 from agents.config import ConfigError, load_config
 from agents.run.checkpoint import CheckpointError
 from agents.run.cli import ArgumentParser
+from agents.run.hints import command, where_things_are
 
 # Games rendered to pixels (pixel envs, videos) draw with SDL: no screen here, and without a
 # driver SDL prints a spurious "error:" line about XDG_RUNTIME_DIR.
@@ -29,16 +30,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--resume",
         type=Path,
         metavar="RUN_DIR",
-        help="continue the run in RUN_DIR from its newest good checkpoint, with its own config.yaml",
+        help="continue the run in RUN_DIR from its newest good checkpoint (or from a checkpoint file in "
+        "it), with its own config.yaml; total_timesteps=N extends a finished run",
     )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. ppo.learning_rate=1e-3 seed=2")
     args = parser.parse_args(argv)
-    if args.resume is not None and (args.config is not None or args.overrides):
-        parser.error(
-            "--resume continues a run with the config.yaml it started with: "
-            "it takes no --config and no overrides"
-        )
+    if args.resume is not None and args.config is not None:
+        parser.error("--resume continues a run with the config.yaml it started with: it takes no --config")
     if args.resume is None and args.config is None:
         parser.error("one of --config or --resume is required")
     return args
@@ -61,13 +60,15 @@ def main(argv: list[str] | None = None) -> int:
             if config is not None:
                 result = train(config, config_name=Path(args.config).stem, progress=not args.no_progress)
             else:
-                from agents.run.resume import find_resume_point
+                from agents.run.resume import extend_run, find_resume_point
 
-                point = find_resume_point(args.resume)
+                point = extend_run(find_resume_point(args.resume), args.overrides)
                 if point.finished:
                     print(
                         f"run {args.resume} is already finished: global step {point.global_step} of "
-                        f"total_timesteps {point.config.total_timesteps} ({point.checkpoint}); nothing to do"
+                        f"total_timesteps {point.config.total_timesteps} ({point.checkpoint}); nothing to do "
+                        f"(train it further with: {command('train.py', '--resume', str(point.run_dir))} "
+                        "total_timesteps=N)"
                     )
                     return 0
                 result = train(point.config, progress=not args.no_progress, resume=point)
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"run_dir={result.run_dir} env_steps={result.global_step} wall_time={result.wall_time:.1f}s")
     print(f"final mean_return={result.mean_return:.2f} over {result.episodes} episodes")
+    print(where_things_are(result.run_dir))
     return 0
 
 

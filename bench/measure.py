@@ -28,6 +28,89 @@ def train_ours(config: dict, run_dir: str) -> dict:
     }
 
 
+def train_ours_ranks(config: dict, run_dir: str, nproc: int) -> dict:
+    """Our trainer under torchrun with `nproc` ranks on this machine (agents/run/distributed.py).
+    loop_time_s: from the training loop's start to its last update, read back from rank 0's last
+    time/fps (env steps of every rank ÷ loop time)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    started = time.time()
+    run = Path(run_dir)
+    run.parent.mkdir(parents=True, exist_ok=True)
+    config_file = run.parent / f"{run.name}.yaml"
+    config_file.write_text(yaml.safe_dump({**config, "run_dir": str(run)}))
+    torchrun = Path(sys.executable).parent / "torchrun"
+    train_py = Path(__file__).resolve().parent.parent / "train.py"
+    subprocess.run(
+        [str(torchrun), "--standalone", f"--nproc_per_node={nproc}", str(train_py), "--config",
+         str(config_file), "--no-progress"],
+        check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    last = events.Scalars("time/fps")[-1]
+    return {
+        "start_time": started,
+        "wall_time_s": time.time() - started,
+        "loop_time_s": last.step / last.value,
+        "steps": last.step,
+        "nproc": nproc,
+    }
+
+
+def one_core_costs(config: dict, steps: int, updates: int) -> dict:
+    """What one update costs on one core, for the machine bound of data-parallel training: env
+    stepping (the config's envs stepped in this process, random actions), the policy's forward
+    passes at rollout time (batches of num_envs observations) and learning (ppo_update), each on
+    one thread. Returns each as a rate: env steps/s, observations/s, samples × epochs/s."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from agents.config import config_from_dict
+    from agents.networks.build import resolve_device
+    from agents.run import setup
+    from envs.vector import make_vector_env
+
+    started = time.time()
+    one_core = copy.deepcopy(config)
+    one_core["torch_threads"] = 1
+    one_core["env"] = {**config["env"], "vectorization": "sync"}
+    env_rate = env_only(one_core, steps)["steps_per_s"]
+    learner = learner_only(one_core, updates)
+    train_config = config_from_dict(one_core)
+    setup.seed_everything(train_config.seed)
+    envs = make_vector_env(train_config)
+    try:
+        agent = setup.make_agent(train_config, envs, resolve_device(train_config.device))
+        obs, _ = envs.reset(seed=train_config.seed)
+    finally:
+        envs.close()
+    agent.eval()
+    batch = torch.as_tensor(np.asarray(obs))
+    calls = max(1, math.ceil(steps / train_config.env.num_envs))
+    with torch.inference_mode():
+        agent.act(batch)  # warm-up
+        clock = time.perf_counter()
+        for _ in range(calls):
+            agent.act(batch)
+        inference_time = time.perf_counter() - clock
+    return {
+        "start_time": started,
+        "env_steps_per_s": env_rate,
+        "inference_obs_per_s": calls * len(batch) / inference_time,
+        "learner_samples_per_s": learner["samples_per_s"],
+        "epochs_per_update": learner["epochs_per_update"],
+    }
+
+
 def train_sb3(config: dict, log_dir: str) -> dict:
     """SB3's PPO on `config` (mapped by bench.sb3_mapping), TensorBoard logs in `log_dir`."""
     from stable_baselines3.common.callbacks import BaseCallback

@@ -1,7 +1,7 @@
 """Where our PPO's time goes, against SB3's, on this machine:
 
     python -m bench.sps --config configs/breakout.yaml [--repeats 3] [--steps 8192] [--out sps.md]
-                        [--set precision=fp32 ...]
+                        [--nproc 2] [--set precision=fp32 ...]
 
 Measures, each in its own process (peak memory), in turns (env, learner, ours, SB3, then again) so
 that drift in the machine's load hits all alike, and reports the median of --repeats turns:
@@ -10,7 +10,12 @@ that drift in the machine's load hits all alike, and reports the median of --rep
   ours          train() for --steps env steps: env steps/s of the training loop (start-up excluded)
   SB3           SB3's PPO with the same hyperparameters (bench/sb3_mapping.py), timed the same way
 and derives the ratio ours/SB3 and the share of our bound min(env-only, learner-only ÷ epochs)
-that ours reaches. Prints a markdown table; --out also writes it to a file.
+that ours reaches. With --nproc N, also:
+  ours, N ranks  train.py under torchrun with N ranks (agents/run/distributed.py), same totals
+  one core       env stepping, the policy's rollout-time forward passes and learning, each on one
+                 core, and from them the machine bound: cores ÷ (core-seconds per env step of the
+                 three), the most any split of the work over the machine's cores can reach
+Prints a markdown table; --out also writes it to a file.
 """
 
 from __future__ import annotations
@@ -40,6 +45,16 @@ FRACTION = "fraction of our bound reached (ours ÷ bound)"
 SEQUENTIAL_BOUND = "sequential bound: 1 / (1/env-only + epochs/learner-only) (env steps/s)"
 SEQUENTIAL_FRACTION = "fraction of the sequential bound reached"
 ROWS = (ENV_ONLY, LEARNER_ONLY, OURS, SB3, RATIO, BOUND, FRACTION, SEQUENTIAL_BOUND, SEQUENTIAL_FRACTION)
+# With --nproc N (N replaces {n} in the titles).
+ONE_CORE_ENV = "one core: env stepping (env steps/s)"
+ONE_CORE_INFERENCE = "one core: rollout forward passes (observations/s)"
+ONE_CORE_LEARNER = "one core: ppo_update (samples × epochs / s)"
+MACHINE_BOUND = "machine bound: cores / (1/env + 1/inference + epochs/learner), one core each (env steps/s)"
+OURS_RANKS = "ours end-to-end, {n} ranks under torchrun (env steps/s)"
+RATIO_RANKS = "ratio ours {n} ranks / SB3"
+FRACTION_RANKS = "fraction of the machine bound: ours {n} ranks"
+FRACTION_ONE = "fraction of the machine bound: ours 1 process"
+FRACTION_SB3 = "fraction of the machine bound: SB3"
 
 
 def prepare(config_path: str, overrides: list[str], steps: int) -> TrainConfig:
@@ -58,14 +73,18 @@ def prepare(config_path: str, overrides: list[str], steps: int) -> TrainConfig:
     return config
 
 
-def measure(config: TrainConfig, repeats: int, steps: int, log=print) -> dict[str, list[dict]]:
+def measure(
+    config: TrainConfig, repeats: int, steps: int, log=print, nproc: int = 1
+) -> dict[str, list[dict]]:
     """{measurement: [result of each repeat]}, measured in turns."""
     from bench.isolated import run_isolated
-    from bench.measure import env_only, learner_only, train_ours, train_sb3
+    from bench.measure import env_only, learner_only, one_core_costs, train_ours, train_ours_ranks, train_sb3
 
     data = config_to_dict(config)
     updates = max(1, math.ceil(steps / config.batch_size))
     results: dict[str, list[dict]] = {"env": [], "learner": [], "ours": [], "sb3": []}
+    if nproc > 1:
+        results.update(ranks=[], one_core=[])
     with tempfile.TemporaryDirectory(prefix="bench-sps-") as folder:
         for repeat in range(repeats):
             runs = {
@@ -74,9 +93,16 @@ def measure(config: TrainConfig, repeats: int, steps: int, log=print) -> dict[st
                 "ours": lambda: run_isolated(train_ours, config=data, run_dir=f"{folder}/ours_{repeat}"),
                 "sb3": lambda: run_isolated(train_sb3, config=data, log_dir=f"{folder}/sb3_{repeat}"),
             }
+            if nproc > 1:
+                runs["ranks"] = lambda: run_isolated(
+                    train_ours_ranks, config=data, run_dir=f"{folder}/ranks_{repeat}/run", nproc=nproc
+                )
+                runs["one_core"] = lambda: run_isolated(
+                    one_core_costs, config=data, steps=steps, updates=updates
+                )
             for name, run in runs.items():
                 result = run()
-                if name in ("ours", "sb3"):  # env steps over the training loop's time
+                if name in ("ours", "sb3", "ranks"):  # env steps over the training loop's time
                     result["steps_per_s"] = result["steps"] / result["loop_time_s"]
                 results[name].append(result)
             log(
@@ -103,7 +129,7 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
     ours, sb3 = median("ours", "steps_per_s"), median("sb3", "steps_per_s")
     bound = min(env, learner / epochs)
     sequential = 1.0 / (1.0 / env + epochs / learner)
-    return {
+    summary = {
         ENV_ONLY: {"value": env, **memory("env")},
         LEARNER_ONLY: {"value": learner, **memory("learner")},
         OURS: {"value": ours, **memory("ours")},
@@ -113,6 +139,31 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
         FRACTION: {"value": ours / bound},
         SEQUENTIAL_BOUND: {"value": sequential},
         SEQUENTIAL_FRACTION: {"value": ours / sequential},
+    }
+    if "ranks" in results:
+        summary.update(machine_bound_rows(results, ours, sb3, median))
+    return summary
+
+
+def machine_bound_rows(results: dict[str, list[dict]], ours: float, sb3: float, median) -> dict:
+    """The --nproc rows: one-core costs, the machine bound cores / (1/env + 1/inference +
+    epochs/learner) in env steps/s, and each run's fraction of it."""
+    nproc = results["ranks"][0]["nproc"]
+    env1, inference1 = median("one_core", "env_steps_per_s"), median("one_core", "inference_obs_per_s")
+    learner1, epochs = median("one_core", "learner_samples_per_s"), median("one_core", "epochs_per_update")
+    bound = (os.cpu_count() or 1) / (1 / env1 + 1 / inference1 + epochs / learner1)
+    ranks = median("ranks", "steps_per_s")
+    memory = {"rss": median("ranks", "maxrss_mib"), "pss": median("ranks", "tree_pss_mib")}
+    return {
+        ONE_CORE_ENV: {"value": env1},
+        ONE_CORE_INFERENCE: {"value": inference1},
+        ONE_CORE_LEARNER: {"value": learner1},
+        MACHINE_BOUND: {"value": bound},
+        OURS_RANKS.format(n=nproc): {"value": ranks, **memory},
+        RATIO_RANKS.format(n=nproc): {"value": ranks / sb3, "ratio": True},
+        FRACTION_RANKS.format(n=nproc): {"value": ranks / bound, "ratio": True},
+        FRACTION_ONE: {"value": ours / bound, "ratio": True},
+        FRACTION_SB3: {"value": sb3 / bound, "ratio": True},
     }
 
 
@@ -130,10 +181,10 @@ def markdown(summary: dict[str, dict[str, float]], config_path: str, config: Tra
         "| measurement | value | peak RSS, process (MiB) | peak PSS, all processes (MiB) |",
         "|---|---|---|---|",
     ]
-    for row in ROWS:
-        cells = summary[row]
+    for row, cells in summary.items():
         value = cells["value"]
-        text = f"{value:.3f}" if row in (RATIO, FRACTION, SEQUENTIAL_FRACTION) else f"{value:.0f}"
+        is_ratio = row in (RATIO, FRACTION, SEQUENTIAL_FRACTION) or cells.get("ratio")
+        text = f"{value:.3f}" if is_ratio else f"{value:.0f}"
         rss = f"{cells['rss']:.0f}" if "rss" in cells else ""
         pss = f"{cells['pss']:.0f}" if "pss" in cells else ""
         lines.append(f"| {row} | {text} | {rss} | {pss} |")
@@ -156,6 +207,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help=f"env steps per run (default {DEFAULT_STEPS})",
     )
     parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
+    parser.add_argument(
+        "--nproc", type=positive_int, default=1,
+        help="also measure our trainer under torchrun with this many ranks, and the machine bound",
+    )
     add_override_option(parser, "every measurement")
     return parser.parse_args(argv)
 
@@ -169,7 +224,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.out.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
                 raise ConfigError(f"cannot write --out {args.out}")
         config = prepare(args.config, args.overrides, args.steps)
-        results = measure(config, args.repeats, args.steps)
+        if args.nproc > 1:
+            from agents.run.distributed import check_split
+
+            check_split(config, args.nproc)
+        results = measure(config, args.repeats, args.steps, nproc=args.nproc)
     except (ConfigError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -20,6 +20,9 @@ import gymnasium as gym
 from envs.options import ConfigError
 
 TOKEN_ENV_PREFIX = "TokenGen/"
+# Envs handed to the Python API as objects (agents/api.py) are registered as python/<Class>-v<k>:
+# no config can make them again in another process.
+USER_ENV_NAMESPACE = "python"
 REWARD_MODEL_ENV_ID = "TokenGen/SentimentRM-v0"
 ENTRY_POINTS = {
     "TokenGen/DigitSort-v0": "envs.token_generation:make_digit_sort_env",
@@ -85,6 +88,11 @@ def check_env_id(env_id: str, imports: list[str] = ()) -> None:
         _import(module, f"env id '{env_id}'")
     if name in gym.registry:
         return
+    if name.startswith(f"{USER_ENV_NAMESPACE}/"):
+        raise ConfigError(
+            f"env id '{env_id}' names an env object handed to the Python API, which only that process "
+            "knows; pass the env again: enjoy.py --env module:EnvId, or PPO.load(path, env=...)"
+        )
     close = difflib.get_close_matches(name, list(gym.registry), n=3, cutoff=0.6)
     hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(f"unknown env id '{env_id}'{hint}")

@@ -188,6 +188,26 @@ class TextObservationEnv(gym.Env):
         return "hello", 0.0, True, False, {}
 
 
+class FailOnRank1Env(gym.Env):
+    """CartPole-like spaces; on torchrun's rank 1, its 100th step raises (a game that crashes)."""
+
+    observation_space = gym.spaces.Box(-1, 1, (4,), np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.steps = getattr(self, "steps", 0)
+        return np.zeros(4, np.float32), {}
+
+    def step(self, action):
+        import os
+
+        self.steps += 1
+        if os.environ.get("RANK") == "1" and self.steps >= 100:
+            raise RuntimeError("the game crashed")
+        return np.zeros(4, np.float32), 1.0, False, self.steps % 20 == 0, {}
+
+
 for _id, _entry, _kwargs in (
     ("tests/MatchTwo-v0", MatchTwoEnv, {}),
     ("tests/CopyBits-v0", CopyBitsEnv, {}),
@@ -198,6 +218,7 @@ for _id, _entry, _kwargs in (
     ("tests/ColourPlanes-v0", ColourEnv, {"channels_last": True, "planes": True}),
     ("tests/DictHint-v0", DictHintEnv, {}),
     ("tests/TextObservation-v0", TextObservationEnv, {}),
+    ("tests/FailOnRank1-v0", FailOnRank1Env, {}),
 ):
     if _id not in gym.registry:
         gym.register(_id, entry_point=_entry, kwargs=_kwargs)

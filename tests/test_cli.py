@@ -90,8 +90,12 @@ def test_good_config_trains_and_prints_the_final_line(tmp_path):
     write_config(tmp_path, GOOD)
     result = run_train(tmp_path, f"run_dir={tmp_path / 'run'}")
     assert result.returncode == 0, result.stderr
-    last = result.stdout.strip().splitlines()[-1]
-    assert last.startswith("final mean_return=") and last.endswith("episodes")
+    lines = result.stdout.strip().splitlines()
+    final = next(line for line in lines if line.startswith("final mean_return="))
+    assert final.endswith("episodes")
+    # Then where things are, with commands to type (the interpreter that ran, not a bare `python`).
+    assert f"checkpoint: {tmp_path / 'run' / 'checkpoints' / 'final.pt'}" in lines[lines.index(final) + 2]
+    assert lines[-1].endswith(f"{sys.executable} enjoy.py {tmp_path / 'run'} --episodes 3")
     run = tmp_path / "run"
     assert (run / "config.yaml").is_file() and (run / "checkpoints" / "final.pt").is_file()
     assert list(run.glob("events.out.tfevents.*"))
@@ -225,8 +229,8 @@ RESUME_CASES = {
     "missing dir": "no such run dir",
     "not a run dir": "is not a run dir (no config.yaml)",
     "no checkpoint": "has no checkpoint to resume from",
-    "overrides": "takes no --config and no overrides",
-    "config and resume": "takes no --config and no overrides",
+    "overrides": "seed cannot change (only total_timesteps, device may)",
+    "config and resume": "it takes no --config",
     "neither": "one of --config or --resume is required",
     "broken config.yaml": "did you mean 'seed'",
     "another architecture": "was written with network.hidden_sizes=[8]",

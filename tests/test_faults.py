@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import agents.run.learner
 from agents.run.checkpoint import load_checkpoint, update_checkpoints
+from agents.run.hints import command
 from agents.run.resume import find_resume_point
 
 REPO = Path(__file__).resolve().parent.parent
@@ -175,9 +176,8 @@ def test_a_failing_env_is_named_after_a_checkpoint_of_the_last_update(vectorizat
     else:
         assert head == expected
     saved = run / "checkpoints" / "update_000003.pt"
-    assert tail == (
-        f"{saved} (update 3, global step {3 * BATCH}); continue with: python train.py --resume {run}"
-    )
+    resume = command("train.py", "--resume", str(run))  # the interpreter that ran, as typed from here
+    assert tail == f"{saved} (update 3, global step {3 * BATCH}); continue with: {resume}"
     assert load_checkpoint(saved)["update"] == 3
     assert not (run / "checkpoints" / "final.pt").exists()
 
@@ -237,7 +237,7 @@ def test_stop_signals_save_a_checkpoint_and_exit_130_or_143(tmp_path):
     assert process.returncode == 130, err
     (line,) = err.splitlines()
     assert line.startswith(f"interrupted by SIGINT: checkpoint {checkpoints}/update_")
-    assert line.endswith(f"; continue with: python train.py --resume {run}")
+    assert line.endswith(f"; continue with: {command('train.py', '--resume', str(run))}")
     newest = max(update_checkpoints(checkpoints))
     state = load_checkpoint(checkpoints / f"update_{newest:06d}.pt")
     assert f"(update {newest}, global step {state['global_step']})" in line

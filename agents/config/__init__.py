@@ -6,6 +6,7 @@ from agents.config.checks import MAX_SEED, validate
 from agents.config.loading import (
     RENAMED_KEYS,
     apply_overrides,
+    apply_values,
     config_from_dict,
     config_to_dict,
     flatten_dict,
@@ -19,7 +20,7 @@ from envs.options import AtariOptions, ConfigError, EnvOptions
 
 __all__ = [
     "MAX_SEED", "RENAMED_KEYS", "AtariOptions", "ConfigError", "EnvOptions", "NetworkConfig", "PPOConfig",
-    "PipelineConfig", "RLHFConfig", "TrainConfig", "apply_overrides", "config_from_dict", "config_to_dict",
-    "flatten_dict",
+    "PipelineConfig", "RLHFConfig", "TrainConfig", "apply_overrides", "apply_values", "config_from_dict",
+    "config_to_dict", "flatten_dict",
     "load_config", "parse_yaml", "read_yaml_config", "upgrade_saved_config", "validate",
 ]

@@ -262,26 +262,34 @@ def read_yaml_config(path: Path, _seen: tuple[Path, ...] = ()) -> dict:
     return data
 
 
-def apply_overrides(data: dict, overrides: list[str]) -> dict:
-    """Apply `dotted.key=value` overrides; values are parsed as YAML (1e-3, true, [64, 64])."""
+def apply_values(data: dict, values: dict[str, Any]) -> dict:
+    """A copy of `data` with each `{"dotted.key": value}` set (values as Python objects: the
+    Python API's keyword overrides)."""
     data = _deep_merge({}, data)
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override '{item}' must look like key=value (e.g. ppo.learning_rate=1e-3)")
-        try:
-            value = parse_yaml(raw) if raw != "" else None
-        except yaml.YAMLError:
-            raise ConfigError(f"cannot parse the value of override '{item}'") from None
+    for key, value in values.items():
         node = data
         parts = key.split(".")
         for part in parts[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override '{item}': '{part}' is not a section")
+                raise ConfigError(f"override '{key}': '{part}' is not a section")
             node = child
         node[parts[-1]] = value
     return data
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply `dotted.key=value` overrides; values are parsed as YAML (1e-3, true, [64, 64])."""
+    values = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' must look like key=value (e.g. ppo.learning_rate=1e-3)")
+        try:
+            values[key] = parse_yaml(raw) if raw != "" else None
+        except yaml.YAMLError:
+            raise ConfigError(f"cannot parse the value of override '{item}'") from None
+    return apply_values(data, values)
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:

@@ -110,6 +110,14 @@ class TrainConfig:
     stats_window: int = 100  # episodes in the rolling mean of rollout/ep_rew_mean
     capture_video: bool = False  # play and record one evaluation game every video_interval updates
     video_interval: int = 50  # updates between recorded games (videos/step_<env steps>.mp4)
+    # Periodic evaluation (as SB3's EvalCallback): every eval_interval updates (0: never), play
+    # eval_episodes whole games in an env of its own; logged as eval/mean_reward and
+    # eval/mean_ep_length, the best mean's weights kept as checkpoints/best.pt.
+    eval_interval: int = 0
+    eval_episodes: int = 5
+    eval_deterministic: bool = True  # the most likely action (argmax / mode / mean), else sampled
+    dist_timeout: int = 300  # torchrun: seconds a collective waits for the other ranks before the run fails
+    log_interval: int = 10  # with no progress bar (--no-progress, not a terminal): a line every N updates
     env: EnvOptions = field(default_factory=EnvOptions)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)

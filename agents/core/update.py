@@ -21,6 +21,28 @@ class MinibatchSampler(Protocol):
     def __call__(self, batch: Batch, num_minibatches: int) -> list[torch.Tensor]: ...
 
 
+class GradientSync(Protocol):
+    """What data-parallel training (agents/run/distributed.py) changes in an update so that N ranks,
+    each with its share of every minibatch, take the step one process would take on all of it."""
+
+    def normalize_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
+        """(Â − mean) / (std + 1e-8) with the mean and std of the whole minibatch, over all ranks."""
+        ...
+
+    def average_gradients(self, parameters: list[torch.Tensor]) -> None:
+        """Each parameter's .grad ← its mean over the ranks."""
+        ...
+
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Each value's mean over the ranks."""
+        ...
+
+
+def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
+    """(Â − mean(Â)) / (std(Â) + 1e-8) over the minibatch (std with Bessel's correction)."""
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+
 class ShuffledMinibatches:
     """A fresh random split per epoch, drawn from `generator` (checkpointed by the trainer), of
     samples, or of whole episodes when the batch has episode ids."""
@@ -53,6 +75,7 @@ def ppo_update(
     minibatches: MinibatchSampler,
     ref_kl_coef: float = 0.0,
     extra_loss: Callable[[], torch.Tensor] | None = None,
+    sync: GradientSync | None = None,
 ) -> dict[str, float]:
     """`config.update_epochs` passes over `batch`, one Adam step per minibatch of `minibatches`.
 
@@ -67,7 +90,11 @@ def ppo_update(
     is what Stable-Baselines3 logs as train/approx_kl. In training the KL grows over the epochs
     from 0 at the first minibatch, so the all-epoch mean "approx_kl" is typically the smaller
     number (about half on Pong).
+    `sync` (data-parallel training): advantages normalised over the whole minibatch of all ranks,
+    gradients averaged over the ranks before the norm is clipped, the target-KL decision and the
+    returned metrics taken on the ranks' mean.
     """
+    normalize = sync.normalize_advantages if sync is not None else normalize_advantages
     sums: dict[str, float] = {}
     count = 0
     stop = False
@@ -78,7 +105,7 @@ def ppo_update(
             new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx], masks)
             advantages = batch.advantages[idx]
             if config.norm_adv and advantages.numel() > 1:
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                advantages = normalize(advantages)
             terms = ppo_loss(
                 new_logp,
                 batch.logp[idx],
@@ -102,6 +129,8 @@ def ppo_update(
                 sums["extra_loss"] = sums.get("extra_loss", 0.0) + extra.item()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if sync is not None:
+                sync.average_gradients(list(agent.parameters()))
             nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
             optimizer.step()
 
@@ -109,7 +138,10 @@ def ppo_update(
                 sums[name] = sums.get(name, 0.0) + getattr(terms, name).item()
             epoch_kls.append(terms.approx_kl.item())
             count += 1
-            if config.target_kl is not None and float(terms.approx_kl) > config.target_kl:
+            kl = float(terms.approx_kl)
+            if sync is not None and config.target_kl is not None:
+                kl = sync.mean({"kl": kl})["kl"]  # every rank stops at the same step
+            if config.target_kl is not None and kl > config.target_kl:
                 stop = True
                 break
         if stop:
@@ -118,4 +150,4 @@ def ppo_update(
     metrics["approx_kl_last_epoch"] = sum(epoch_kls) / len(epoch_kls)
     metrics["explained_variance"] = explained_variance(batch.values, batch.returns)
     metrics["epochs_run"] = float(count) / config.num_minibatches
-    return metrics
+    return sync.mean(metrics) if sync is not None else metrics

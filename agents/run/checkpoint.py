@@ -23,6 +23,7 @@ from agents.config import ConfigError, TrainConfig, config_from_dict, upgrade_sa
 from agents.networks.actor_critic import ActorCritic
 from agents.networks.build import build_agent
 from agents.run.run_dir import CHECKPOINT_DIR
+from envs.space_codec import space_from_dict
 from envs.vector import make_single_env
 
 FORMAT = "agents-checkpoint/2"
@@ -173,9 +174,13 @@ def load_agent(checkpoint_path: Path, device: str | torch.device = "cpu") -> tup
     """Rebuild the agent of a checkpoint (architecture from its saved config) and load its weights."""
     state = load_checkpoint(checkpoint_path, map_location=device)
     config = checkpoint_config(state, checkpoint_path)
-    env = make_single_env(config.env_id, config.env)
-    agent = build_agent(config, env.observation_space, env.action_space)
-    env.close()
+    spaces = state.get("spaces")
+    if spaces is not None:  # the spaces it was trained on: no env needed
+        agent = build_agent(config, space_from_dict(spaces["observation"]), space_from_dict(spaces["action"]))
+    else:  # written before checkpoints held their spaces
+        env = make_single_env(config.env_id, config.env)
+        agent = build_agent(config, env.observation_space, env.action_space)
+        env.close()
     try:
         agent.load_state_dict(state["model"])
     except RuntimeError as exc:

@@ -49,13 +49,20 @@ class EpisodeRecorder:
     judge's values of reward-model envs (averaged per update) and the latest texts of token envs.
     Called between env steps, it is also where a stop signal is noticed."""
 
-    def __init__(self, logger: TrainingLogger, stop: StopSignals) -> None:
-        self.logger, self.stop = logger, stop
+    def __init__(self, logger: TrainingLogger, stop: StopSignals, gathered: bool = False) -> None:
+        """gathered (under torchrun): finished episodes wait in a list for the trainer to gather
+        them from every rank, and a stop request waits for the update boundary, where the ranks
+        agree on it."""
+        self.logger, self.stop, self.gathered = logger, stop, gathered
+        self.pending: list[tuple[float, int]] = []
         self.judged: dict[str, list[float]] = {key: [] for key in JUDGED_INFO}
         self.texts: deque[str] = deque(maxlen=TEXTS_KEPT)
 
     def on_step_infos(self, infos: dict) -> None:
-        self.logger.add_episodes(finished_episodes(infos))
+        if self.gathered:
+            self.pending.extend(finished_episodes(infos))
+        else:
+            self.logger.add_episodes(finished_episodes(infos))
         final = infos.get("final_info", {})
         for key, values in self.judged.items():
             if key in final:
@@ -64,8 +71,13 @@ class EpisodeRecorder:
             self.texts.extend(
                 f"{final['prompt_text'][i]} → {final['text'][i]}" for i in np.flatnonzero(final["_text"])
             )
-        if self.stop.requested:  # a safe point: the networks have not changed since the last update
+        if self.stop.requested and not self.gathered:  # a safe point: no update since the last one
             raise StopRequested
+
+    def take_gathered(self) -> list[tuple[float, int]]:
+        """The episodes waiting to be gathered (see __init__), handed over once."""
+        episodes, self.pending = self.pending, []
+        return episodes
 
     def judged_scalars(self) -> dict[str, float]:
         """The mean of each judge value since the last call."""

@@ -14,7 +14,7 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.config import TrainConfig, config_to_dict
 from agents.core.batch import Batch
 from agents.core.schedules import KLPenaltyCoefficient
-from agents.core.update import ShuffledMinibatches, ppo_update
+from agents.core.update import GradientSync, ShuffledMinibatches, ppo_update
 from agents.networks.transformer import TransformerActorCritic
 from agents.rlhf.reference import ReferencePolicy
 from agents.run import setup
@@ -28,12 +28,23 @@ from agents.run.state import TrainState, capture_rng, restore_rng
 class Learner:
     """Built with every check that bad input can fail, before anything is written."""
 
-    def __init__(self, config: TrainConfig, envs: setup.Envs, device: torch.device) -> None:
+    def __init__(
+        self,
+        config: TrainConfig,
+        envs: setup.Envs,
+        device: torch.device,
+        saved_config: TrainConfig | None = None,
+    ) -> None:
+        """`saved_config`: the run's config as checkpoints record it, where `config` is one rank's
+        share of it (torchrun, agents/run/distributed.py)."""
         self.config, self.device = config, device
+        self.saved_config = saved_config or config
+        self.sync: GradientSync | None = None  # data-parallel training: averages over the ranks
         self.agent = setup.make_agent(config, envs, device)
         setup.check_trainable(config, self.agent)
         self.mask_size = setup.action_mask_size(config, envs)  # n with invalid-action masking, else None
         self.optimizer = setup.make_optimizer(config, self.agent)
+        self.spaces = setup.model_spaces(config, envs)  # saved with the model: predict needs no env
         self.finite_checks = FiniteChecks(self.agent, self.optimizer)
         self.minibatch_rng = torch.Generator().manual_seed(config.seed)
         self.minibatches = ShuffledMinibatches(self.minibatch_rng)
@@ -64,6 +75,7 @@ class Learner:
             self.agent, self.optimizer, batch, self.config.ppo, clip_coef,
             self.kl_penalty.value if self.kl_penalty else None, self.minibatches,
             ref_kl_coef=self.reference.loss_coef if self.reference else 0.0, extra_loss=self.ptx,
+            sync=self.sync,
         )
         self.finite_checks.check_update(metrics)
         return metrics
@@ -109,7 +121,8 @@ class Learner:
             "model": self.agent.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "reference": reference,
-            "config": config_to_dict(self.config),
+            "config": config_to_dict(self.saved_config),
+            "spaces": self.spaces,
             **state.to_checkpoint(),
         }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import deque
 from pathlib import Path
@@ -40,6 +41,13 @@ def train_scalars(metrics: dict[str, float], lr: float, clip_coef: float, ptx=No
     return scalars
 
 
+class NullWriter:
+    """SummaryWriter's interface, writing nothing."""
+
+    def __getattr__(self, name: str):
+        return lambda *args, **kwargs: None
+
+
 class TrainingLogger:
     """Keeps the last `window` episodes, writes scalars against env steps, drives the progress bar.
 
@@ -49,24 +57,34 @@ class TrainingLogger:
 
     def __init__(
         self,
-        log_dir: Path,
+        log_dir: Path | None,
         total_timesteps: int,
         window: int,
-        progress: bool,
+        progress: bool | None,
         start_step: int = 0,
         purge_step: int | None = None,
+        log_interval: int = 10,
     ) -> None:
+        """progress: True, a bar on a terminal (stderr), else a line every `log_interval` updates;
+        False, the lines (for nohup and CI logs); None, silent (the Python API's default)."""
         # purge_step (resumed runs): TensorBoard hides the points at steps >= purge_step written
         # earlier, by the process that crashed after its last checkpoint, so the curve has neither
         # duplicates nor points of a discarded future.
-        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
+        # log_dir None: a rank other than 0 under torchrun, which writes nothing.
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step) if log_dir else NullWriter()
         self.returns: deque[float] = deque(maxlen=window)
         self.lengths: deque[int] = deque(maxlen=window)
         self.episodes = 0
         self.start_time = time.time()
         self.start_step = start_step  # time/fps counts the steps of this process only
+        self.total_timesteps = total_timesteps
+        self.silent = progress is None
+        bar = progress is True and sys.stderr.isatty()
+        self.log_interval = log_interval if progress is not None and not bar else 0
+        self.updates = 0
+        # tqdm's own rate (steps/s) is the one rate shown; the postfix adds the mean return.
         self.bar = tqdm(
-            total=total_timesteps, initial=start_step, unit="step", disable=not progress, dynamic_ncols=True
+            total=total_timesteps, initial=start_step, unit="step", disable=not bar, dynamic_ncols=True
         )
         self.closed = False
 
@@ -108,7 +126,32 @@ class TrainingLogger:
         # its last checkpoint, and a resumed curve joins the old one without a gap.
         self.writer.flush()
         self.bar.update(global_step - self.bar.n)
-        self.bar.set_postfix(sps=f"{fps:.0f}", ep_rew_mean=f"{self.mean_return:.2f}", refresh=False)
+        self.bar.set_postfix(ep_rew_mean=f"{self.mean_return:.2f}", refresh=False)
+        self.updates += 1
+        last = global_step >= self.total_timesteps
+        if self.log_interval and (self.updates % self.log_interval == 0 or last):
+            print(self.progress_line(global_step, fps), flush=True)
+
+    def say(self, message: str) -> None:
+        """A line about the run's phase (e.g. SFT before RL), unless the run is silent."""
+        if self.silent:
+            return
+        if self.bar.disable:
+            print(message, flush=True)
+        else:
+            tqdm.write(message, file=sys.stderr)  # above the bar, which stays whole
+
+    def progress_line(self, global_step: int, fps: float) -> str:
+        """`step 12288/100000 (12%) | 1234 steps/s | mean return 23.40 | 1m11s left`"""
+        left = max(self.total_timesteps - global_step, 0) / max(fps, 1e-9)
+        minutes, seconds = divmod(int(left), 60)
+        hours, minutes = divmod(minutes, 60)
+        eta = f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+        percent = min(100.0, 100 * global_step / self.total_timesteps)
+        return (
+            f"step {global_step}/{self.total_timesteps} ({percent:.0f}%) | {fps:.0f} steps/s | "
+            f"mean return {self.mean_return:.2f} | {eta} left"
+        )
 
     def __enter__(self) -> "TrainingLogger":
         return self

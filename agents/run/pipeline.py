@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
@@ -118,11 +119,13 @@ class RLHFPipeline:
                 work = getattr(self, f"_{name}")
                 marker = stage_dir(self.run_dir, name) / DONE_MARKER
                 before = marker.stat().st_mtime_ns if marker.is_file() else None
+                if self.progress is not None and before is None:
+                    print(f"stage {name}: running", flush=True)  # the phases before RL show too
                 summaries[name] = run_stage(
                     self.run_dir, name, work, keep_partial=name == "ppo", upstream=STAGES[:i]
                 )
                 ran = marker.stat().st_mtime_ns != before
-                if self.progress:
+                if self.progress is not None:
                     status = "done" if ran else "already done, skipped"
                     print(f"stage {name}: {status} ({stage_dir(self.run_dir, name)})")
         if "eval" in summaries:
@@ -231,6 +234,10 @@ class RLHFPipeline:
             point = find_resume_point(run)
             result = train(point.config, "ppo", self.progress, resume=point)
         else:
+            # An attempt that crashed before its first checkpoint left nothing to go on from; a new
+            # run may not reuse a run dir that holds one, so its remains go.
+            if run.exists():
+                shutil.rmtree(run)
             result = train(self.ppo_config(directory), "ppo", self.progress)
         return {
             "global_step": result.global_step,

@@ -19,6 +19,7 @@ import numpy as np
 from agents.config import (
     ConfigError,
     TrainConfig,
+    apply_overrides,
     config_from_dict,
     config_to_dict,
     flatten_dict,
@@ -35,13 +36,19 @@ from agents.run.checkpoint import (
 from agents.run.run_dir import CHECKPOINT_DIR, CONFIG_FILE
 
 RESUME_KEYS = ("model", "optimizer", "config", "update", "global_step", "resume")
+# What `--resume RUN key=value` may change: a run goes on as it started, only for longer or
+# elsewhere (the algorithm is the same on any device).
+EXTENDABLE_KEYS = ("total_timesteps", "device")
 
 
 @dataclass
 class SkippedCheckpoint:
     path: Path
     reason: str
-    corrupt: bool  # unreadable or failing its checksum (moved aside once the resume goes ahead)
+    corrupt: bool  # unreadable or failing its checksum
+    # Renamed with this suffix once the resume goes ahead (corrupt, or newer than the checkpoint
+    # chosen), so that pruning and later resumes never count it again; None: left as it is.
+    aside: str | None = None
 
 
 @dataclass
@@ -53,6 +60,7 @@ class ResumePoint:
     checkpoint: Path
     state: dict[str, Any]
     skipped: list[SkippedCheckpoint] = field(default_factory=list)  # newer checkpoints that were unusable
+    extended: bool = False  # total_timesteps raised on resuming: config.yaml is rewritten
 
     @property
     def global_step(self) -> int:
@@ -76,9 +84,10 @@ def _candidates(checkpoint_dir: Path) -> list[Path]:
 
 
 def _normalised(config: TrainConfig) -> dict:
-    """Flat dotted view of a config, run_dir left out (a run dir may move)."""
+    """Flat dotted view of a config, run_dir (a run dir may move) and EXTENDABLE_KEYS left out."""
     flat = flatten_dict(config_to_dict(config))
-    flat.pop("run_dir", None)
+    for key in ("run_dir", *EXTENDABLE_KEYS):
+        flat.pop(key, None)
     return flat
 
 
@@ -95,10 +104,19 @@ def check_same_run(state: dict, config: TrainConfig, checkpoint: Path, config_pa
             )
 
 
-def find_resume_point(run_dir: Path) -> ResumePoint:
+def find_resume_point(path: Path) -> ResumePoint:
     """The run's config and its newest checkpoint that loads and passes its checksum; newer ones
-    that do not are listed in `skipped`. Reads only: nothing in the run dir changes."""
-    run_dir = Path(run_dir)
+    that do not are listed in `skipped`. `path` is a run dir, or one of its checkpoints: the run
+    then goes on from that one, and the newer checkpoints are skipped (set aside as superseded
+    once the resume goes ahead). Reads only: nothing in the run dir changes."""
+    path = Path(path)
+    chosen = None
+    if path.is_file():
+        chosen, run_dir = path, path.parent.parent
+        if path.parent.name != CHECKPOINT_DIR or not (run_dir / CONFIG_FILE).is_file():
+            raise CheckpointError(f"--resume {path}: a checkpoint must lie in RUN_DIR/{CHECKPOINT_DIR}/")
+    else:
+        run_dir = path
     if not run_dir.is_dir():
         raise CheckpointError(f"--resume {run_dir}: no such run dir")
     config_path = run_dir / CONFIG_FILE
@@ -116,11 +134,21 @@ def find_resume_point(run_dir: Path) -> ResumePoint:
             f"{FINAL_CHECKPOINT} nor update_*.pt); start it again with --config"
         )
     skipped: list[SkippedCheckpoint] = []
+    if chosen is not None:
+        resolved = [c.resolve() for c in candidates]
+        if chosen.resolve() not in resolved:
+            raise CheckpointError(f"--resume {chosen}: not a checkpoint of {run_dir} (final.pt, update_*.pt)")
+        newer = candidates[: resolved.index(chosen.resolve())]
+        skipped = [
+            SkippedCheckpoint(p, f"{p} is newer than {chosen.name}", corrupt=False, aside=".superseded")
+            for p in newer
+        ]
+        candidates = [chosen]
     for path in candidates:
         try:
             state = load_checkpoint(path)
         except CheckpointError as exc:
-            skipped.append(SkippedCheckpoint(path, str(exc), corrupt=True))
+            skipped.append(SkippedCheckpoint(path, str(exc), corrupt=True, aside=".corrupt"))
             continue
         missing = [key for key in RESUME_KEYS if key not in state]
         if missing:
@@ -131,6 +159,36 @@ def find_resume_point(run_dir: Path) -> ResumePoint:
         return ResumePoint(run_dir, config, path, state, skipped)
     reasons = "; ".join(s.reason for s in skipped)
     raise CheckpointError(f"no usable checkpoint in {run_dir / CHECKPOINT_DIR}: {reasons}")
+
+
+def extend_run(point: ResumePoint, overrides: list[str]) -> ResumePoint:
+    """`point` with the `--resume RUN key=value` overrides applied: a larger total_timesteps (to
+    train a run further) and another device (a CUDA run goes on on a CPU); anything else is
+    refused, as is a total that does not grow."""
+    data = apply_overrides({}, overrides)
+    refused = sorted(set(flatten_dict(data)) - set(EXTENDABLE_KEYS))
+    if refused:
+        raise ConfigError(
+            f"--resume continues a run with the config it started with: {', '.join(refused)} cannot "
+            f"change (only {', '.join(EXTENDABLE_KEYS)} may)"
+        )
+    if not data:
+        return point
+    config = config_from_dict({**config_to_dict(point.config), **data})
+    if "total_timesteps" in data and config.total_timesteps <= point.config.total_timesteps:
+        raise ConfigError(
+            f"total_timesteps={config.total_timesteps}: a resumed run can only be extended beyond its "
+            f"{point.config.total_timesteps}"
+        )
+    point.config, point.extended = config, True
+    return point
+
+
+def with_total_timesteps(point: ResumePoint, total_timesteps: int) -> ResumePoint:
+    """`point` set to train until `total_timesteps` (its config.yaml rewritten when it goes ahead)."""
+    point.config = config_from_dict({**config_to_dict(point.config), "total_timesteps": total_timesteps})
+    point.extended = True
+    return point
 
 
 def env_reset_seed(seed: int, update: int) -> int:
@@ -148,8 +206,8 @@ def report_skipped_checkpoints(point: ResumePoint) -> None:
     checkpoints it skipped, and drop writes cut short by the crash."""
     for skipped in point.skipped:
         aside = ""
-        if skipped.corrupt:  # renamed, so that pruning and later resumes never count it again
-            aside_path = skipped.path.with_name(skipped.path.name + ".corrupt")
+        if skipped.aside:
+            aside_path = skipped.path.with_name(skipped.path.name + skipped.aside)
             skipped.path.replace(aside_path)
             aside = f" (moved to {aside_path.name})"
         print(f"warning: {skipped.reason}; skipped{aside}", file=sys.stderr)

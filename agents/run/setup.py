@@ -23,14 +23,16 @@ from agents.networks.transformer import TransformerActorCritic
 from agents.rlhf.ptx import PtxTerm
 from agents.rlhf.reference import AdaptiveKLController, ReferencePolicy, frozen_copy
 from agents.rlhf.sft import sft_train
-from agents.run.callbacks import Callback, CheckpointEvery, TextSamplesEvery, VideoEvery
+from agents.run.callbacks import Callback, CheckpointEvery, EvaluateEvery, TextSamplesEvery, VideoEvery
 from agents.run.checkpoint import CheckpointError, load_checkpoint
 from agents.run.collectors import EpisodeRecorder, GroupCollector, SegmentCollector
 from agents.run.faults import GuardedEnv
 from envs.atari import is_atari
+from envs.layout import source_observation_space
 from envs.normalize import NormalizeVectorEnv
 from envs.registry import is_token_env
 from envs.sentiment_corpus import CorpusTask, SentimentCorpus
+from envs.space_codec import space_to_dict
 from envs.token_tasks import SentimentTask
 from envs.vector import make_single_env, make_vector_env
 
@@ -70,6 +72,28 @@ def spaces_of(envs: Envs) -> tuple[gym.Space, gym.Space]:
     if isinstance(envs, list):
         return envs[0].observation_space, envs[0].action_space
     return envs.single_observation_space, envs.single_action_space
+
+
+def model_spaces(config: TrainConfig, envs: Envs) -> dict[str, dict | None]:
+    """The spaces a checkpoint stores (envs/space_codec.py), so that a saved model predicts
+    without its env: what the network reads ("observation"), its actions ("action"), and what the
+    game observes beneath the toolkit's layout ("source_observation", where it differs: images
+    channels last, Dict / Tuple observations; None for Atari and rendered pixels, whose frames
+    only the toolkit's pipeline makes)."""
+    observation_space, action_space = spaces_of(envs)
+    source = None
+    if not (is_atari(config.env_id) or config.env.pixels or config.env.vector_backend == "envpool"):
+        probe = envs[0] if isinstance(envs, list) else make_single_env(config.env_id, config.env)
+        raw = source_observation_space(probe)
+        if raw is not probe.observation_space:
+            source = space_to_dict(raw)
+        if not isinstance(envs, list):
+            probe.close()
+    return {
+        "observation": space_to_dict(observation_space),
+        "action": space_to_dict(action_space),
+        "source_observation": source,
+    }
 
 
 def default_torch_threads(agent: ActorCritic) -> int:
@@ -242,4 +266,6 @@ def make_callbacks(config: TrainConfig, agent: ActorCritic) -> list[Callback]:
         callbacks.append(VideoEvery(config.video_interval))
     if config.checkpoint_interval:
         callbacks.append(CheckpointEvery(config.checkpoint_interval))
+    if config.eval_interval:
+        callbacks.append(EvaluateEvery(config.eval_interval, config.eval_episodes, config.eval_deterministic))
     return callbacks

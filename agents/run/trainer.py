@@ -14,15 +14,18 @@ stops it after a checkpoint of the last completed update.
 
 from __future__ import annotations
 
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from agents.config import TrainConfig, config_to_dict
 from agents.core.schedules import annealed
 from agents.networks.actor_critic import ActorCritic
 from agents.networks.build import resolve_device
-from agents.run import setup
+from agents.run import distributed, setup
+from agents.run.callbacks import Callback
 from agents.run.checkpoint import FINAL_CHECKPOINT, prune_checkpoints, save_checkpoint, update_checkpoint_name
 from agents.run.collectors import EpisodeRecorder
 from agents.run.faults import (
@@ -36,10 +39,11 @@ from agents.run.faults import (
     signal_name,
     stop_signals_ignored,
 )
+from agents.run.hints import command
 from agents.run.learner import Learner
 from agents.run.logger import TrainingLogger, train_scalars
 from agents.run.resume import ResumePoint, env_reset_seed, report_skipped_checkpoints
-from agents.run.run_dir import CHECKPOINT_DIR, prepare_run_dir
+from agents.run.run_dir import CHECKPOINT_DIR, check_new_run_dir, prepare_run_dir, write_config
 from agents.run.state import TrainState
 
 
@@ -55,41 +59,96 @@ class TrainResult:
 
 
 def train(
-    config: TrainConfig, config_name: str = "config", progress: bool = True, resume: ResumePoint | None = None
+    config: TrainConfig,
+    config_name: str = "config",
+    progress: bool | None = True,
+    resume: ResumePoint | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> TrainResult:
     """Train `config`, or with `resume` continue that run from its checkpoint; writes config.yaml,
-    TensorBoard events and checkpoints in run_dir.
+    TensorBoard events and checkpoints in run_dir. `callbacks` run after the built-in ones, at
+    every update (agents/run/callbacks.py); one may end training early with `trainer.finish_early()`.
 
     Raises ConfigError or CheckpointError on bad input (before anything is written),
     TrainingInterrupted after SIGINT/SIGTERM and TrainingFailed when the run cannot go on.
     """
+    dist = distributed.from_environment(config)  # None: one process (not launched by torchrun)
+    try:
+        return _train(config, config_name, progress, resume, callbacks, dist)
+    except TrainingFailed as exc:
+        raise TrainingFailed(f"rank {dist.rank}: {exc}") if dist else exc from None
+    except RuntimeError as exc:  # under torchrun: a collective that failed or timed out
+        if dist is None:
+            raise
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise TrainingFailed(f"rank {dist.rank}: lost the other ranks ({detail})") from None
+    finally:
+        if dist is not None:
+            dist.close()
+
+
+def _train(
+    config: TrainConfig,
+    config_name: str,
+    progress: bool | None,
+    resume: ResumePoint | None,
+    callbacks: Sequence[Callback],
+    dist: distributed.Distributed | None,
+) -> TrainResult:
+    # Under torchrun, `local` is this rank's share (its envs, one thread); `config` stays the
+    # run's, as saved in config.yaml and checkpoints.
+    local = dist.local_config(config) if dist else config
+    main = dist is None or dist.is_main
+    if resume is None and main:
+        check_new_run_dir(config)
     setup.seed_everything(config.seed)
-    device = resolve_device(config.device)
+    device = resolve_device(local.device)
     with StopSignals() as stop:
         with stop_signals_ignored():  # the trainer stops its env workers itself, after its checkpoint
-            envs = setup.make_training_envs(config)
+            envs = setup.make_training_envs(local)
         trainer = None
         try:
             started = time.time()
             # Everything that can fail on bad input happens before anything is written to disk.
-            learner = Learner(config, envs, device)
+            learner = Learner(local, envs, device, saved_config=config)
             state = learner.restore(resume) if resume else None
-            run_dir = Path(config.run_dir) if resume else prepare_run_dir(config, config_name)
+            if dist is not None:
+                dist.broadcast_parameters(learner.agent)
+                dist.seed_rank_streams(env_reset_seed(config.seed, state.update if state else 0),
+                                       learner.minibatch_rng)
+                learner.sync = dist
+            if main:
+                run_dir = Path(config.run_dir) if resume else prepare_run_dir(config, config_name)
+                if resume and resume.extended:
+                    write_config(run_dir, config)  # the run's new length, for later resumes
+            else:
+                run_dir = Path(config.run_dir or "runs")  # never written by this rank
             start = state or TrainState()
             # A resumed curve continues from the checkpoint's point, which the crashed process logged.
             logger = TrainingLogger(
-                run_dir, config.total_timesteps, config.stats_window, progress,
-                start_step=start.global_step, purge_step=start.global_step + 1 if resume else None,
+                run_dir if main else None, config.total_timesteps, config.stats_window,
+                progress if main else None, start_step=start.global_step,
+                purge_step=start.global_step + 1 if resume else None, log_interval=config.log_interval,
             )
             with logger:
                 if resume:
-                    report_skipped_checkpoints(resume)
+                    if main:
+                        report_skipped_checkpoints(resume)
                     logger.load_state_dict(start.episodes)
                 else:
                     logger.log_hyperparameters(config_to_dict(config))
+                    phase_started = time.time()
+                    if config.rlhf.sft_steps:
+                        logger.say(f"SFT: {config.rlhf.sft_steps} supervised steps before RL")
                     learner.warm_start(logger.writer)
-                trainer = Trainer(config, learner, envs, stop, run_dir, logger, state, resume)
+                    if config.rlhf.sft_steps:
+                        logger.say(f"SFT: done in {time.time() - phase_started:.0f}s; RL starts")
+                trainer = Trainer(
+                    config, learner, envs, stop, run_dir, logger, state, resume, callbacks, local, dist
+                )
                 trainer.run()
+                if dist is not None:
+                    dist.barrier()  # no rank leaves before rank 0's final.pt is on disk
             return TrainResult(
                 run_dir,
                 trainer.state.global_step,
@@ -116,16 +175,25 @@ class Trainer:
         logger: TrainingLogger,
         state: TrainState | None,
         resumed_from: ResumePoint | None,
+        extra_callbacks: Sequence[Callback] = (),
+        local_config: TrainConfig | None = None,
+        dist: distributed.Distributed | None = None,
     ) -> None:
         self.config, self.learner, self.agent, self.stop = config, learner, learner.agent, stop
-        self.run_dir, self.logger = run_dir, logger
-        self.recorder = EpisodeRecorder(logger, stop)
+        self.run_dir, self.logger, self.dist = run_dir, logger, dist
+        self.local_config = local_config or config  # this rank's share under torchrun
+        # Under torchrun a stop is agreed on at update boundaries (every rank stops after the same
+        # update), and episodes are gathered from every rank before they are logged.
+        self.recorder = EpisodeRecorder(logger, stop, gathered=dist is not None)
         self.recorder.texts.extend(state.texts if state else [])
         self.collector = setup.make_collector(
-            config, self.agent, setup.guard_envs(envs, config.env_id), learner.device, self.recorder,
-            learner.reference, learner.prompt_rng, learner.mask_size,
+            self.local_config, self.agent, setup.guard_envs(envs, config.env_id), learner.device,
+            self.recorder, learner.reference, learner.prompt_rng, learner.mask_size,
         )
-        self.callbacks = setup.make_callbacks(config, self.agent)
+        main = dist is None or dist.is_main
+        self.callbacks = [*setup.make_callbacks(config, self.agent), *extra_callbacks] if main else []
+        self.last_scalars: dict[str, float] = {}  # what the last update logged
+        self.finishing_early = False  # set by a callback: save final.pt now and stop
         self.normalizer = setup.normalizer_of(envs)
         if self.normalizer is not None and state is not None and state.normalization is not None:
             self.normalizer.load_state_dict(state.normalization)
@@ -142,7 +210,10 @@ class Trainer:
         start = self.state or TrainState()
         # A resumed run cannot restore the episodes in progress: they restart, from a seed that
         # depends on (seed, update) only (agents/run/resume.py).
-        self.collector.restart(env_reset_seed(self.config.seed, start.update))
+        seed = env_reset_seed(self.config.seed, start.update)
+        if self.dist is not None:
+            seed = self.dist.env_seed(seed, self.local_config.env.num_envs)
+        self.collector.restart(seed)
         self.logger.start_time = time.time()  # steps/s counts training, not set-up or SFT
         try:
             self._loop(start.update, start.global_step)
@@ -165,7 +236,10 @@ class Trainer:
 
     def _loop(self, update: int, global_step: int) -> None:
         config, learner = self.config, self.learner
-        while global_step < config.total_timesteps:
+        world = self.dist.world_size if self.dist else 1
+        while global_step < config.total_timesteps and not self.finishing_early:
+            if self.dist is not None and self.dist.any(self.stop.requested) and not self.stop.requested:
+                self.stop.signum = signal.SIGTERM  # another rank was signalled: stop as it does
             if self.stop.requested:
                 raise StopRequested
             update += 1
@@ -173,18 +247,28 @@ class Trainer:
 
             self.agent.eval()
             rollout = self.collector.collect()
-            global_step += len(rollout.batch)
+            global_step += len(rollout.batch) * world
+            if self.dist is not None:
+                episodes = self.dist.gather(self.recorder.take_gathered())
+                self.logger.add_episodes(episodes)
+                rollout.completions = len(episodes)
 
             metrics = learner.update(rollout.batch, lr, clip_coef)
             scalars = {**train_scalars(metrics, lr, clip_coef, learner.ptx), **rollout.scalars}
             scalars.update(learner.adapt_coefficients(metrics, rollout, self.logger.lengths))
             self.logger.log_update(global_step, scalars)
+            self.last_scalars = scalars
 
             self.state = learner.capture(
                 update, global_step, self.logger.state_dict(), list(self.recorder.texts), self.normalization()
             )
             for callback in self.callbacks:
                 callback.on_update(self)
+
+    def finish_early(self) -> None:
+        """End training after this update as if it were the last: final.pt is written, the run
+        can be extended later (--resume RUN, or learn() again)."""
+        self.finishing_early = True
 
     def normalization(self) -> dict | None:
         """The observation / return statistics now (None without normalisation)."""
@@ -195,7 +279,8 @@ class Trainer:
         update_<N>.pt, older ones pruned to keep_checkpoints)."""
         name = name or update_checkpoint_name(self.state.update)
         path = self.run_dir / CHECKPOINT_DIR / name
-        save_checkpoint(path, self.learner.checkpoint(self.state))
+        if self.dist is None or self.dist.is_main:  # under torchrun, rank 0 writes for all
+            save_checkpoint(path, self.learner.checkpoint(self.state))
         self.saved_update, self.last_checkpoint = self.state.update, path
         if name != FINAL_CHECKPOINT:
             prune_checkpoints(self.run_dir / CHECKPOINT_DIR, self.config.keep_checkpoints)
@@ -208,7 +293,8 @@ class Trainer:
             return "no update had finished: nothing saved"
         if self.saved_update != self.state.update:
             self.save_checkpoint()
+        resume = command("train.py", "--resume", str(self.run_dir))
         return (
             f"checkpoint {self.last_checkpoint} (update {self.state.update}, "
-            f"global step {self.state.global_step}); continue with: python train.py --resume {self.run_dir}"
+            f"global step {self.state.global_step}); continue with: {resume}"
         )

@@ -117,6 +117,11 @@ class PPO:
         `callback(metrics)` runs after every update with what was logged (plus global_step and
         update); returning False ends training there (final.pt is written). torch's thread count
         is the caller's again afterwards."""
+        if self.run_dir is None and self._checkpoint is not None:
+            raise RuntimeError(
+                "this model was loaded from a file outside its run dir; learn() goes on in a run dir: "
+                "load that (PPO.load(RUN_DIR)) to train it further"
+            )
         callbacks = [FunctionCallback(callback)] if callback is not None else []
         threads = torch.get_num_threads()
         try:

@@ -1,7 +1,7 @@
 """Our PPO against Stable-Baselines3's PPO on one config, same hyperparameters and seeds:
 
     python -m bench.compare --config configs/breakout.yaml --steps 1000000 --seeds 1 2 3 [--out DIR]
-                            [--set precision=fp32 ...]
+                            [--nproc N] [--set precision=fp32 ...]
 
 Runs alternate (ours seed 1, SB3 seed 1, ours seed 2, ...) so that drift in the machine's load hits
 both libraries alike; each runs in its own process (peak memory). Writes into DIR:
@@ -11,6 +11,8 @@ both libraries alike; each runs in its own process (peak memory). Writes into DI
                                     wall time, env steps/s, peak memory; SB3's arguments; the
                                     differences that remain for this config
   return_vs_steps.png, return_vs_wall_time.png   mean over seeds with a 95 % CI band
+With --nproc N our runs train under torchrun with N ranks (the same totals; agents/run/distributed.py),
+SB3's as always: two DIRs, one with --nproc 2 and one without, compare 2 ranks with 1 process.
 A finished run already in DIR with the same config is read back instead of run again, so a long
 benchmark that was interrupted, or whose seeds were run one invocation at a time, is completed by
 running the full command again. bench/README.md documents the hyperparameter mapping.
@@ -61,10 +63,13 @@ class Setup:
     sb3_arguments: dict[str, str]
     differences: list[str]
     finished: dict[tuple[str, int], dict] = field(default_factory=dict)  # (library, seed): its record
+    nproc: int = 1  # ranks of our runs (torchrun when > 1)
 
     def run_config(self, seed: int) -> dict:
-        """The config a seed's runs train on, as plain JSON values (comparable with a stored one)."""
-        return json.loads(json.dumps({**config_to_dict(self.config), "seed": seed}))
+        """The config a seed's runs train on, as plain JSON values (comparable with a stored one);
+        with --nproc N > 1 also "nproc": N, so that runs of another world size are not read back."""
+        extra = {"nproc": self.nproc} if self.nproc > 1 else {}
+        return json.loads(json.dumps({**config_to_dict(self.config), "seed": seed, **extra}))
 
     def run_dir(self, library: str, seed: int) -> Path:
         return self.out / "tb" / f"{library}_seed{seed}"
@@ -77,7 +82,9 @@ class Setup:
         return self.config.num_updates * self.config.batch_size
 
 
-def prepare(config_path: str, overrides: list[str], steps: int, seeds: list[int], out: Path | None) -> Setup:
+def prepare(
+    config_path: str, overrides: list[str], steps: int, seeds: list[int], out: Path | None, nproc: int = 1
+) -> Setup:
     """Everything that can be refused, refused before the first run (ConfigError / MappingError)."""
     from bench.sb3_mapping import describe, differences, probe_spaces, sb3_plan
 
@@ -93,13 +100,18 @@ def prepare(config_path: str, overrides: list[str], steps: int, seeds: list[int]
     # Periodic checkpoints and evaluation videos are ours only; the final checkpoint stays.
     config.checkpoint_interval = 0
     config.capture_video = False
+    if nproc > 1:
+        from agents.run.distributed import check_split
+
+        check_split(config, nproc)
     observation_space, actions = probe_spaces(config)
     plan = sb3_plan(config, observation_space, actions)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / "bench" / f"{Path(config_path).stem}__{steps}__{stamp}"
     setup = Setup(
-        config, config_path, seeds, out, describe(plan), differences(config, observation_space, actions)
+        config, config_path, seeds, out, describe(plan), differences(config, observation_space, actions),
+        nproc=nproc,
     )
     for library in LIBRARIES:
         for seed in seeds:
@@ -181,7 +193,7 @@ def read_curve(run_dir: Path, start_time: float) -> tuple[np.ndarray, np.ndarray
 
 def run_all(setup: Setup) -> list[Run]:
     from bench.isolated import run_isolated
-    from bench.measure import train_ours, train_sb3
+    from bench.measure import train_ours, train_ours_ranks, train_sb3
 
     runs = []
     total = len(setup.seeds) * len(LIBRARIES)
@@ -192,10 +204,15 @@ def run_all(setup: Setup) -> list[Run]:
             run_dir = setup.run_dir(library, seed)
             record = setup.finished.get((library, seed))
             if record is None:
-                if library == "ours":
-                    measurement = run_isolated(train_ours, config=config, run_dir=str(run_dir))
+                trained = {k: v for k, v in config.items() if k != "nproc"}
+                if library == "ours" and setup.nproc > 1:
+                    measurement = run_isolated(
+                        train_ours_ranks, config=trained, run_dir=str(run_dir), nproc=setup.nproc
+                    )
+                elif library == "ours":
+                    measurement = run_isolated(train_ours, config=trained, run_dir=str(run_dir))
                 else:
-                    measurement = run_isolated(train_sb3, config=config, log_dir=str(run_dir))
+                    measurement = run_isolated(train_sb3, config=trained, log_dir=str(run_dir))
                 record = {"config": config, "commit": commit, "measurement": measurement}
                 (run_dir / MEASUREMENT_FILE).write_text(json.dumps(record, indent=2) + "\n")
             measurement = record["measurement"]
@@ -393,6 +410,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--out", type=Path, help="output directory (default runs/bench/<config>__<N>__<time>)"
     )
+    parser.add_argument(
+        "--nproc", type=positive_int, default=1, help="train our runs under torchrun with this many ranks"
+    )
     add_override_option(parser, "both libraries")
     return parser.parse_args(argv)
 
@@ -401,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pixel envs render with SDL, no screen here
     args = parse_args(argv)
     try:
-        setup = prepare(args.config, args.overrides, args.steps, args.seeds, args.out)
+        setup = prepare(args.config, args.overrides, args.steps, args.seeds, args.out, args.nproc)
         runs = run_all(setup)
     except (ConfigError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -56,6 +56,8 @@ def test_a_factory_env_learns_and_predicts_on_its_own_observations(tmp_path, kee
     model.save(tmp_path / "dict.pt")
     loaded = PPO.load(tmp_path / "dict.pt")  # no env: the spaces are in the file
     assert loaded.predict(observations, deterministic=True)[0].tolist() == batch.tolist()
+    with pytest.raises(RuntimeError, match="load that \\(PPO.load\\(RUN_DIR\\)\\)"):
+        loaded.learn(256)  # a file outside a run dir cannot go on training (its run is elsewhere)
 
 
 def test_an_instance_env_with_box_actions_and_clipping(tmp_path):

@@ -133,3 +133,16 @@ def test_bad_input_is_one_error_line(argv, message, tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and message in err[0]
+
+
+def test_compare_with_two_ranks_records_them_and_reads_back_only_its_own(tmp_path):
+    """--nproc 2: our runs train under torchrun; their records say so, and a later invocation without
+    --nproc refuses to read them back as one-process runs (nothing touched)."""
+    out = tmp_path / "cmp"
+    argv = ["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "2048", "--seeds", "1", "--out", str(out)]
+    assert compare.main([*argv, "--nproc", "2"]) == 0
+    record = json.loads((out / "tb" / "ours_seed1" / compare.MEASUREMENT_FILE).read_text())
+    assert record["config"]["nproc"] == 2 and record["measurement"]["nproc"] == 2
+    assert record["measurement"]["steps"] == 2048  # both ranks' env steps
+    assert compare.main([*argv, "--nproc", "2"]) == 0  # read back, not run again
+    assert compare.main(argv) == 2

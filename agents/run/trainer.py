@@ -291,6 +291,8 @@ class Trainer:
         how to go on."""
         if self.state is None:
             return "no update had finished: nothing saved"
+        if self.dist is not None and not self.dist.is_main:
+            return "rank 0 writes the run's checkpoints"
         if self.saved_update != self.state.update:
             self.save_checkpoint()
         resume = command("train.py", "--resume", str(self.run_dir))

@@ -26,7 +26,7 @@ train: setup
 
 # The layering contracts (import-linter) and ruff first: a broken dependency rule fails fast.
 test: lint
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=12 tests
 
 lint: setup
 	$(BIN)/lint-imports

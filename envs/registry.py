@@ -4,6 +4,7 @@
 can be made again from its config.yaml alone, by train.py, --resume, enjoy.py, plot or bench:
 - the ALE ids (`BreakoutNoFrameskip-v4`, `ALE/Breakout-v5`, ...) of ale_py;
 - TokenGen/DigitSort-v0 and TokenGen/Sentiment-v0 (envs/token_generation.py);
+- MinAtar/<Game>-v1 for Asterix, Breakout, Freeway, Seaquest and SpaceInvaders (envs/minatar.py);
 - TokenGen/SentimentRM-v0, the sentiment env scored by a reward model file. Loading that file
   needs the network code of agents/, so its entry point is given by name: gymnasium imports it
   only when the env is made, and envs/ itself imports nothing of agents/.
@@ -17,6 +18,7 @@ import importlib
 import ale_py
 import gymnasium as gym
 
+from envs.minatar import GAMES
 from envs.options import ConfigError
 
 TOKEN_ENV_PREFIX = "TokenGen/"
@@ -37,6 +39,10 @@ def register_envs() -> None:
     for env_id, entry_point in ENTRY_POINTS.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=entry_point)
+    for name, module in GAMES.items():  # MinAtar: the minatar package is imported when one is made
+        env_id = f"MinAtar/{name}-v1"
+        if env_id not in gym.registry:
+            gym.register(id=env_id, entry_point="envs.minatar:make_minatar", kwargs={"game": module})
 
 
 def is_token_env(env_id: str) -> bool:

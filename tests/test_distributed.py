@@ -146,11 +146,11 @@ def test_two_launchers_as_two_nodes_train_one_run(tmp_path):
 
 def test_sigterm_stops_every_rank_after_one_checkpoint_and_the_run_resumes(tmp_path):
     args = ("--config", str(REPO / "configs/cartpole.yaml"), "--no-progress", "run_dir=run",
-            "total_timesteps=60000", "checkpoint_interval=0", "log_interval=1")
+            "total_timesteps=20000", "checkpoint_interval=0", "log_interval=1")
     process = torchrun(tmp_path, *args)
     # Wait for a few updates, then stop the launcher as a cluster scheduler would.
     deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "run" / "events").exists():
+    while time.time() < deadline:
         events = list((tmp_path / "run").glob("events.out.tfevents.*"))
         if events and events[0].stat().st_size > 4000:
             break
@@ -164,7 +164,7 @@ def test_sigterm_stops_every_rank_after_one_checkpoint_and_the_run_resumes(tmp_p
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err
     steps = [step for step, _ in scalars(tmp_path / "run")["train/value_loss"]]
-    assert steps == sorted(set(steps)) and steps[-1] >= 60000  # no duplicated points
+    assert steps == sorted(set(steps)) and steps[-1] >= 20000  # no duplicated points
 
 
 def test_a_rank_that_raises_ends_the_run_with_an_error_line(tmp_path):

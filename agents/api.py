@@ -110,6 +110,7 @@ class PPO:
         self.run_dir: Path | None = None
         self.agent: ActorCritic | None = None
         self._checkpoint: dict[str, Any] | None = None
+        self._resume_from: Path | None = None  # a loaded checkpoint inside a run: learn() goes on from it
 
     # -------------------------------------------------------------------------------- training
     def learn(self, total_timesteps: int, callback: Callable[[dict], bool | None] | None = None) -> PPO:
@@ -117,6 +118,8 @@ class PPO:
         `callback(metrics)` runs after every update with what was logged (plus global_step and
         update); returning False ends training there (final.pt is written). torch's thread count
         is the caller's again afterwards."""
+        if isinstance(total_timesteps, bool) or not isinstance(total_timesteps, int) or total_timesteps <= 0:
+            raise ValueError(f"total_timesteps must be a positive integer, got {total_timesteps!r}")
         if self.run_dir is None and self._checkpoint is not None:
             raise RuntimeError(
                 "this model was loaded from a file outside its run dir; learn() goes on in a run dir: "
@@ -131,11 +134,12 @@ class PPO:
                 result = train(config, self.config_name, self.progress, callbacks=callbacks)
                 self.run_dir = result.run_dir
             else:
-                point = find_resume_point(self.run_dir)
+                point = find_resume_point(self._resume_from or self.run_dir)
                 point = with_total_timesteps(point, point.global_step + total_timesteps)
                 train(point.config, progress=self.progress, resume=point, callbacks=callbacks)
         finally:
             torch.set_num_threads(threads)
+        self._resume_from = None  # from now on, the run's newest checkpoint
         self._adopt(load_checkpoint(newest_checkpoint(self.run_dir)))
         return self
 
@@ -155,9 +159,10 @@ class PPO:
         observations, masks, batched = self._prepare(observation)
         if action_masks is not None:
             masks = np.asarray(action_masks, dtype=bool).reshape(len(observations), -1)
-        tensor = torch.as_tensor(observations)
+        device = next(self.agent.parameters()).device
+        tensor = torch.as_tensor(observations, device=device)
         masked = masks is not None and self.config.env.action_masks is not False
-        mask = torch.as_tensor(masks) if masked else None
+        mask = torch.as_tensor(masks, device=device) if masked else None
         with torch.inference_mode():
             action, _, _ = self.agent.act(tensor, deterministic=deterministic, mask=mask)
         actions = self.agent.distribution.to_env(action)
@@ -168,8 +173,10 @@ class PPO:
         whose observations `predict` takes."""
         from agents.run.evaluation import make_eval_env
 
-        normalization = self._checkpoint.get("normalization") if self._checkpoint else None
-        return make_eval_env(self.config, render_mode, normalization)
+        # Unnormalised: predict applies the run's frozen statistics itself.
+        config = copy.deepcopy(self.config)
+        config.env.normalize_obs = False
+        return make_eval_env(config, render_mode)
 
     @property
     def observation_space(self) -> gym.Space:
@@ -202,11 +209,14 @@ class PPO:
         run_dir = checkpoint.parent.parent
         in_run = checkpoint.parent.name == CHECKPOINT_DIR and (run_dir / CONFIG_FILE).is_file()
         model.run_dir = run_dir if in_run else None
-        model._adopt(state)
+        # A checkpoint named inside a run (not the run dir): learn() goes on from that one, as
+        # `train.py --resume CHECKPOINT` does.
+        model._resume_from = checkpoint if in_run and Path(path).is_file() else None
+        model._adopt(state, device)
         return model
 
     # ------------------------------------------------------------------------------ internals
-    def _adopt(self, state: dict[str, Any]) -> None:
+    def _adopt(self, state: dict[str, Any], device: str | torch.device = "cpu") -> None:
         """Take a checkpoint's network, spaces and normalisation statistics as this model's."""
         self._checkpoint = state
         spaces = state.get("spaces")
@@ -223,7 +233,7 @@ class PPO:
         self.layout = ObservationLayout(space_from_dict(source), action_space) if source else None
         agent = build_agent(self.config, self.network_space, action_space)
         agent.load_state_dict(state["model"])
-        self.agent = agent.eval()
+        self.agent = agent.to(device).eval()
         statistics = (state.get("normalization") or {}).get("observations")
         self.obs_rms = None
         if self.config.env.normalize_obs and statistics is not None:

@@ -66,7 +66,8 @@ def space_from_dict(data: dict[str, Any]) -> gym.Space:
     if kind == "MultiBinary":
         return spaces.MultiBinary(data["n"])
     if kind == "Dict":
-        return spaces.Dict({key: space_from_dict(sub) for key, sub in data["spaces"]})
+        # Pairs, not a dict: gymnasium sorts a dict's keys, and the stored order is the env's.
+        return spaces.Dict([(key, space_from_dict(sub)) for key, sub in data["spaces"]])
     if kind == "Tuple":
         return spaces.Tuple([space_from_dict(sub) for sub in data["spaces"]])
     raise ValueError(f"unknown space type {kind!r}")

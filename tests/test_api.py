@@ -119,3 +119,22 @@ def test_grpo_is_reachable_through_the_api(tmp_path):
         prompt, _ = env.reset(seed=0)
     action, _ = model.predict(prompt)
     assert 0 <= int(action) < model.action_space.n
+
+
+@pytest.mark.parametrize("steps", [0, -5, 1.5])
+def test_learn_refuses_a_budget_that_is_no_positive_integer_before_writing(tmp_path, steps):
+    model = PPO("CartPole-v1", run_dir=str(tmp_path / "run"))
+    with pytest.raises(ValueError, match="positive integer"):
+        model.learn(steps)
+    assert not (tmp_path / "run").exists()
+
+
+def test_make_env_observations_are_normalised_once(tmp_path):
+    """With env.normalize_obs, predict applies the frozen statistics to the game's observations;
+    make_env gives those raw observations (not normalised a first time)."""
+    model = PPO("Pendulum-v1", seed=1, run_dir=str(tmp_path / "run"),
+                **{**SMALL, "env.normalize_obs": True}).learn(512)
+    with model.make_env() as env:
+        obs, _ = env.reset(seed=0)
+    raw, _ = __import__("gymnasium").make("Pendulum-v1").reset(seed=0)
+    assert np.allclose(obs, raw)

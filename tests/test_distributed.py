@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -176,3 +177,13 @@ def test_a_rank_that_raises_ends_the_run_with_an_error_line(tmp_path):
     assert time.time() - started < 120
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert errors and "rank 1" in errors[0], err
+
+
+def test_token_envs_and_uneven_splits_are_refused_before_any_rank_starts():
+    from agents.config import ConfigError, config_from_dict
+    from agents.run.distributed import check_split
+
+    with pytest.raises(ConfigError, match="token envs"):
+        check_split(config_from_dict({"env_id": "TokenGen/DigitSort-v0", "env": {"num_envs": 8}}), 2)
+    with pytest.raises(ConfigError, match="does not split across 3 ranks"):
+        check_split(config_from_dict({"env_id": "CartPole-v1", "env": {"num_envs": 8}}), 3)

@@ -40,3 +40,10 @@ def test_uniform_bounds_are_stored_as_one_number():
 def test_other_spaces_are_refused():
     with pytest.raises(ValueError, match="cannot store"):
         space_to_dict(gym.spaces.Text(8))
+
+
+def test_a_dict_keeps_the_order_its_env_gave():
+    """gymnasium sorts a dict's keys but keeps the order of pairs: the flat layout follows it."""
+    space = gym.spaces.Dict([("zeta", gym.spaces.Discrete(2)), ("alpha", gym.spaces.Box(0, 1, (2,)))])
+    back = space_from_dict(space_to_dict(space))
+    assert list(back.spaces) == ["zeta", "alpha"] and back == space

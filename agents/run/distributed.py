@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from agents.config import ConfigError, TrainConfig
+from envs.registry import is_token_env
 
 # Rank r > 0 draws its actions and minibatches from seed + r · RANK_SEED_STRIDE: independent
 # streams, while rank 0 keeps one process's (a 1-rank run is the single-process run).
@@ -85,11 +86,18 @@ class Distributed:
             dist.broadcast(tensor, src=0)
 
     # ---------------------------------------------------------- agreement
-    def any(self, flag: bool) -> bool:
-        """Whether any rank says yes (a stop request, seen at an update boundary by all)."""
-        value = torch.tensor([1.0 if flag else 0.0])
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return bool(value.item() > 0)
+    def any(self, *flags: bool) -> tuple[bool, ...]:
+        """For each flag, whether any rank raised it (stop requests, a callback's early finish:
+        seen at an update boundary by all, so that every rank leaves the loop together)."""
+        values = torch.tensor([1.0 if flag else 0.0 for flag in flags])
+        dist.all_reduce(values, op=dist.ReduceOp.MAX)
+        return tuple(bool(v > 0) for v in values.tolist())
+
+    def share(self, value: Any) -> Any:
+        """Rank 0's `value` (e.g. the run dir it chose), on every rank."""
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
 
     def gather(self, items: list[Any]) -> list[Any]:
         """Every rank's `items`, concatenated in rank order, on every rank."""
@@ -105,7 +113,8 @@ class Distributed:
         """(Â − μ) / (σ + 1e-8) with μ, σ (Bessel-corrected) of the minibatch over all ranks, from
         the all-reduced Σ Â, Σ Â² and count."""
         local = advantages.detach().double()
-        moments = torch.stack([local.sum(), (local * local).sum(), torch.tensor(float(local.numel()))])
+        count = torch.tensor(float(local.numel()), dtype=torch.float64, device=local.device)
+        moments = torch.stack([local.sum(), (local * local).sum(), count])
         dist.all_reduce(moments)
         total, squares, count = moments.tolist()
         mean = total / count
@@ -138,8 +147,11 @@ class Distributed:
 
 def check_split(config: TrainConfig, world_size: int) -> None:
     """Refuse a config whose envs or minibatches do not split evenly across `world_size` ranks."""
-    if config.algo == "grpo":
-        raise ConfigError("algo grpo is not supported under torchrun yet; train it in one process")
+    if config.algo == "grpo" or is_token_env(config.env_id) or config.network.kind == "transformer":
+        # Whole-episode minibatches differ in size between ranks, and the RLHF β adapts to each
+        # rank's own KL: the ranks would not take one process's step.
+        raise ConfigError("token envs (GRPO, the transformer) are not supported under torchrun yet; "
+                          "train them in one process")
     if config.env.num_envs % world_size:
         raise ConfigError(
             f"env.num_envs={config.env.num_envs} does not split across {world_size} ranks "
@@ -173,7 +185,9 @@ def from_environment(config: TrainConfig) -> Distributed | None:
             )
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
+        # With CUDA, gradients go through nccl and the small CPU agreements (stop flags, episode
+        # lists, metrics) through gloo.
         dist.init_process_group(
-            "nccl" if cuda else "gloo", timeout=timedelta(seconds=config.dist_timeout),
+            "cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=timedelta(seconds=config.dist_timeout),
         )
     return Distributed(rank, world_size, local_rank)

@@ -60,7 +60,7 @@ class ResumePoint:
     checkpoint: Path
     state: dict[str, Any]
     skipped: list[SkippedCheckpoint] = field(default_factory=list)  # newer checkpoints that were unusable
-    extended: bool = False  # total_timesteps raised on resuming: config.yaml is rewritten
+    extended: bool = False  # total_timesteps or device changed on resuming: config.yaml is rewritten
 
     @property
     def global_step(self) -> int:

@@ -117,12 +117,14 @@ def _train(
                 dist.seed_rank_streams(env_reset_seed(config.seed, state.update if state else 0),
                                        learner.minibatch_rng)
                 learner.sync = dist
+            run_dir = None  # written by rank 0 alone under torchrun, and shared with the others
             if main:
                 run_dir = Path(config.run_dir) if resume else prepare_run_dir(config, config_name)
                 if resume and resume.extended:
-                    write_config(run_dir, config)  # the run's new length, for later resumes
-            else:
-                run_dir = Path(config.run_dir or "runs")  # never written by this rank
+                    write_config(run_dir, config)  # the run's new length or device, for later resumes
+            if dist is not None:
+                run_dir = Path(dist.share(str(run_dir) if main else None))
+                config.run_dir = str(run_dir)
             start = state or TrainState()
             # A resumed curve continues from the checkpoint's point, which the crashed process logged.
             logger = TrainingLogger(
@@ -226,6 +228,11 @@ class Trainer:
         except EnvFailure as exc:
             self.env_failed = True
             raise TrainingFailed(f"{exc}; {self._save_before_stopping()}") from None
+        except RuntimeError as exc:  # under torchrun: a collective failed (a rank died) or timed out
+            if self.dist is None:
+                raise
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise TrainingFailed(f"lost the other ranks ({detail}); {self._save_before_stopping()}") from None
         except NonFiniteError as exc:
             # The weights may already hold the NaN: nothing of this update is saved.
             update = self.state.update + 1 if self.state else start.update + 1
@@ -237,10 +244,15 @@ class Trainer:
     def _loop(self, update: int, global_step: int) -> None:
         config, learner = self.config, self.learner
         world = self.dist.world_size if self.dist else 1
-        while global_step < config.total_timesteps and not self.finishing_early:
-            if self.dist is not None and self.dist.any(self.stop.requested) and not self.stop.requested:
-                self.stop.signum = signal.SIGTERM  # another rank was signalled: stop as it does
-            if self.stop.requested:
+        while global_step < config.total_timesteps:
+            stop, finish = self.stop.requested, self.finishing_early
+            if self.dist is not None:  # every rank leaves the loop at the same update
+                stop, finish = self.dist.any(stop, finish)
+            if finish:
+                break
+            if stop:
+                if not self.stop.requested:
+                    self.stop.signum = signal.SIGTERM  # another rank was signalled: stop as it does
                 raise StopRequested
             update += 1
             lr, clip_coef = annealed(config.ppo, global_step, config.total_timesteps)

@@ -10,8 +10,8 @@
 `learn` is train.py's trainer (agents/run/trainer.py): the same run dir, TensorBoard curves,
 checkpoints, signals and config. Calling it again trains that many more steps in the same run.
 A checkpoint holds the spaces the model was trained on (envs/space_codec.py), so `load` and
-`predict` need no env. GRPO and the RLHF pipeline's PPO-ptx stage run through the same class
-(`algo: grpo` in the config); the whole pipeline is `agents.run.pipeline.run_pipeline`.
+`predict` need no env. GRPO (`algo: grpo`) and the RLHF pipeline (`pipeline.enabled`, e.g.
+configs/rlhf_sentiment.yaml: its PPO-ptx stage's run becomes the model's) go through the same class.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from agents.run.callbacks import FunctionCallback
 from agents.run.checkpoint import checkpoint_config, load_checkpoint, newest_checkpoint, save_checkpoint
 from agents.run.resume import find_resume_point, with_total_timesteps
 from agents.run.run_dir import CHECKPOINT_DIR, CONFIG_FILE
+from agents.run.stages import PPO_RUN
 from agents.run.trainer import train
 from envs.layout import ObservationLayout
 from envs.normalize import RunningMeanStd
@@ -128,7 +129,16 @@ class PPO:
         callbacks = [FunctionCallback(callback)] if callback is not None else []
         threads = torch.get_num_threads()
         try:
-            if self.run_dir is None:
+            if self.run_dir is None and self.config.pipeline.enabled:
+                # The RLHF pipeline (corpus → SFT → reward model → PPO-ptx → evaluation) with
+                # `total_timesteps` for its PPO-ptx stage, whose run becomes this model's.
+                from agents.run.pipeline import run_pipeline
+
+                config = copy.deepcopy(self.config)
+                config.total_timesteps = total_timesteps
+                run_pipeline(config, config.pipeline, self.config_name, progress=self.progress)
+                self.run_dir = Path(config.run_dir) / PPO_RUN
+            elif self.run_dir is None:
                 config = copy.deepcopy(self.config)
                 config.total_timesteps = total_timesteps
                 result = train(config, self.config_name, self.progress, callbacks=callbacks)

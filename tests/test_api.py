@@ -138,3 +138,18 @@ def test_make_env_observations_are_normalised_once(tmp_path):
         obs, _ = env.reset(seed=0)
     raw, _ = __import__("gymnasium").make("Pendulum-v1").reset(seed=0)
     assert np.allclose(obs, raw)
+
+
+def test_the_rlhf_pipeline_is_reachable_and_its_ppo_stage_becomes_the_model(tmp_path):
+    tiny = {
+        "rlhf.sft_steps": 20, "network.d_model": 32, "network.n_layers": 1, "pipeline.corpus_size": 200,
+        "pipeline.rm_pairs": 64, "pipeline.rm_held_out_pairs": 32, "pipeline.rm_steps": 10,
+        "pipeline.rm_batch_size": 16, "pipeline.eval_samples_per_prompt": 2, "env.num_envs": 8,
+        "ppo.num_steps": 16,
+    }
+    model = PPO(config="configs/rlhf_sentiment.yaml", run_dir=str(tmp_path / "rlhf"), **tiny).learn(256)
+    assert model.run_dir == tmp_path / "rlhf" / "stages" / "ppo" / "run"
+    assert (tmp_path / "rlhf" / "stages" / "eval" / "done").is_file()  # every stage ran
+    with model.make_env() as env:
+        prompt, _ = env.reset(seed=0)
+    assert 0 <= int(model.predict(prompt)[0]) < model.action_space.n

@@ -19,7 +19,7 @@ def train_ours(config: dict, run_dir: str) -> dict:
 
     started = time.time()
     train_config = config_from_dict({**config, "run_dir": run_dir})
-    result = train(train_config, config_name="bench", progress=False)
+    result = train(train_config, config_name="bench", progress=None)  # silent: the bench prints its own lines
     return {
         "start_time": started,
         "wall_time_s": time.time() - started,

@@ -30,7 +30,13 @@ from agents.config import ConfigError, TrainConfig, apply_values, config_from_di
 from agents.networks.actor_critic import ActorCritic
 from agents.networks.build import build_agent
 from agents.run.callbacks import FunctionCallback
-from agents.run.checkpoint import checkpoint_config, load_checkpoint, newest_checkpoint, save_checkpoint
+from agents.run.checkpoint import (
+    checkpoint_config,
+    checkpoint_spaces,
+    load_checkpoint,
+    newest_checkpoint,
+    save_checkpoint,
+)
 from agents.run.resume import find_resume_point, with_total_timesteps
 from agents.run.run_dir import CHECKPOINT_DIR, CONFIG_FILE
 from agents.run.stages import PPO_RUN
@@ -38,8 +44,6 @@ from agents.run.trainer import train
 from envs.layout import ObservationLayout
 from envs.normalize import RunningMeanStd
 from envs.registry import USER_ENV_NAMESPACE
-from envs.space_codec import space_from_dict
-from envs.vector import make_single_env
 
 EnvLike = str | Callable[[], gym.Env] | gym.Env
 _registered = itertools.count(1)
@@ -129,20 +133,18 @@ class PPO:
         callbacks = [FunctionCallback(callback)] if callback is not None else []
         threads = torch.get_num_threads()
         try:
-            if self.run_dir is None and self.config.pipeline.enabled:
+            if self.run_dir is None:
+                config = copy.deepcopy(self.config)
+                config.total_timesteps = total_timesteps
+            if self.run_dir is None and config.pipeline.enabled:
                 # The RLHF pipeline (corpus → SFT → reward model → PPO-ptx → evaluation) with
                 # `total_timesteps` for its PPO-ptx stage, whose run becomes this model's.
                 from agents.run.pipeline import run_pipeline
 
-                config = copy.deepcopy(self.config)
-                config.total_timesteps = total_timesteps
                 run_pipeline(config, config.pipeline, self.config_name, progress=self.progress)
                 self.run_dir = Path(config.run_dir) / PPO_RUN
             elif self.run_dir is None:
-                config = copy.deepcopy(self.config)
-                config.total_timesteps = total_timesteps
-                result = train(config, self.config_name, self.progress, callbacks=callbacks)
-                self.run_dir = result.run_dir
+                self.run_dir = train(config, self.config_name, self.progress, callbacks=callbacks).run_dir
             else:
                 point = find_resume_point(self._resume_from or self.run_dir)
                 point = with_total_timesteps(point, point.global_step + total_timesteps)
@@ -229,18 +231,9 @@ class PPO:
     def _adopt(self, state: dict[str, Any], device: str | torch.device = "cpu") -> None:
         """Take a checkpoint's network, spaces and normalisation statistics as this model's."""
         self._checkpoint = state
-        spaces = state.get("spaces")
-        if spaces is None:  # written before checkpoints held their spaces: ask the env
-            env = make_single_env(self.config.env_id, self.config.env)
-            self.network_space, action_space = env.observation_space, env.action_space
-            env.close()
-            source = None
-        else:
-            self.network_space = space_from_dict(spaces["observation"])
-            action_space = space_from_dict(spaces["action"])
-            source = spaces.get("source_observation")
+        self.network_space, action_space, source = checkpoint_spaces(state, self.config)
         self.action_space = action_space
-        self.layout = ObservationLayout(space_from_dict(source), action_space) if source else None
+        self.layout = ObservationLayout(source, action_space) if source is not None else None
         agent = build_agent(self.config, self.network_space, action_space)
         agent.load_state_dict(state["model"])
         self.agent = agent.to(device).eval()

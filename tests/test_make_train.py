@@ -1,16 +1,12 @@
 """`make train` as a new user runs it: the first-run config, cut short with ARGS, trains Breakout
 from pixels, evaluates, films the trained agent and says where everything is."""
 
-import shutil
 import subprocess
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
 def test_make_train_runs_the_first_run_config_and_says_where_things_are(tmp_path):
     run = tmp_path / "first"
     args = f"total_timesteps=1024 eval_interval=1 eval_episodes=1 run_dir={run} --no-progress"

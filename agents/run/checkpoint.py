@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -170,17 +171,30 @@ def newest_checkpoint(path: Path) -> Path:
     return numbered[max(numbered)]
 
 
+def checkpoint_spaces(state: dict, config: TrainConfig) -> tuple[gym.Space, gym.Space, gym.Space | None]:
+    """(what the network reads, the actions, what the game itself observes where that differs)
+    of a checkpoint: stored in it, or for one written before checkpoints held their spaces, asked
+    of the env its config makes."""
+    spaces = state.get("spaces")
+    if spaces is None:
+        env = make_single_env(config.env_id, config.env)
+        observation_space, action_space = env.observation_space, env.action_space
+        env.close()
+        return observation_space, action_space, None
+    source = spaces.get("source_observation")
+    return (
+        space_from_dict(spaces["observation"]),
+        space_from_dict(spaces["action"]),
+        space_from_dict(source) if source else None,
+    )
+
+
 def load_agent(checkpoint_path: Path, device: str | torch.device = "cpu") -> tuple[ActorCritic, TrainConfig]:
     """Rebuild the agent of a checkpoint (architecture from its saved config) and load its weights."""
     state = load_checkpoint(checkpoint_path, map_location=device)
     config = checkpoint_config(state, checkpoint_path)
-    spaces = state.get("spaces")
-    if spaces is not None:  # the spaces it was trained on: no env needed
-        agent = build_agent(config, space_from_dict(spaces["observation"]), space_from_dict(spaces["action"]))
-    else:  # written before checkpoints held their spaces
-        env = make_single_env(config.env_id, config.env)
-        agent = build_agent(config, env.observation_space, env.action_space)
-        env.close()
+    observation_space, action_space, _ = checkpoint_spaces(state, config)
+    agent = build_agent(config, observation_space, action_space)
     try:
         agent.load_state_dict(state["model"])
     except RuntimeError as exc:

@@ -80,8 +80,7 @@ def train(
     except RuntimeError as exc:  # under torchrun: a collective that failed or timed out
         if dist is None:
             raise
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise TrainingFailed(f"rank {dist.rank}: lost the other ranks ({detail})") from None
+        raise TrainingFailed(f"rank {dist.rank}: lost the other ranks ({first_line(exc)})") from None
     finally:
         if dist is not None:
             dist.close()
@@ -164,6 +163,12 @@ def _train(
             close_envs(envs, failed=trainer is not None and trainer.env_failed)
 
 
+def first_line(exc: Exception) -> str:
+    """An exception in one line for an `error:` message (gloo's span several)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class Trainer:
     """One run's loop over a Learner: its envs and collector, logger, callbacks and checkpoints."""
 
@@ -231,8 +236,9 @@ class Trainer:
         except RuntimeError as exc:  # under torchrun: a collective failed (a rank died) or timed out
             if self.dist is None:
                 raise
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TrainingFailed(f"lost the other ranks ({detail}); {self._save_before_stopping()}") from None
+            raise TrainingFailed(
+                f"lost the other ranks ({first_line(exc)}); {self._save_before_stopping()}"
+            ) from None
         except NonFiniteError as exc:
             # The weights may already hold the NaN: nothing of this update is saved.
             update = self.state.update + 1 if self.state else start.update + 1

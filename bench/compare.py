@@ -1,7 +1,7 @@
 """Our PPO against Stable-Baselines3's PPO on one config, same hyperparameters and seeds:
 
     python -m bench.compare --config configs/breakout.yaml --steps 1000000 --seeds 1 2 3 [--out DIR]
-                            [--nproc N] [--set precision=fp32 ...]
+                            [--nproc N] [--libraries ours sb3] [--set precision=fp32 ...]
 
 Runs alternate (ours seed 1, SB3 seed 1, ours seed 2, ...) so that drift in the machine's load hits
 both libraries alike; each runs in its own process (peak memory). Writes into DIR:
@@ -13,6 +13,7 @@ both libraries alike; each runs in its own process (peak memory). Writes into DI
   return_vs_steps.png, return_vs_wall_time.png   mean over seeds with a 95 % CI band
 With --nproc N our runs train under torchrun with N ranks (the same totals; agents/run/distributed.py),
 SB3's as always: two DIRs, one with --nproc 2 and one without, compare 2 ranks with 1 process.
+With --libraries ours only our runs are made (a learning claim over seeds 1-5 needs no SB3 run).
 A finished run already in DIR with the same config is read back instead of run again, so a long
 benchmark that was interrupted, or whose seeds were run one invocation at a time, is completed by
 running the full command again. bench/README.md documents the hyperparameter mapping.
@@ -64,6 +65,7 @@ class Setup:
     differences: list[str]
     finished: dict[tuple[str, int], dict] = field(default_factory=dict)  # (library, seed): its record
     nproc: int = 1  # ranks of our runs (torchrun when > 1)
+    libraries: tuple[str, ...] = LIBRARIES  # which libraries train, in this order
 
     def run_config(self, seed: int) -> dict:
         """The config a seed's runs train on, as plain JSON values (comparable with a stored one);
@@ -83,7 +85,8 @@ class Setup:
 
 
 def prepare(
-    config_path: str, overrides: list[str], steps: int, seeds: list[int], out: Path | None, nproc: int = 1
+    config_path: str, overrides: list[str], steps: int, seeds: list[int], out: Path | None, nproc: int = 1,
+    libraries: tuple[str, ...] = LIBRARIES,
 ) -> Setup:
     """Everything that can be refused, refused before the first run (ConfigError / MappingError)."""
     from bench.sb3_mapping import describe, differences, probe_spaces, sb3_plan
@@ -104,16 +107,16 @@ def prepare(
         from agents.run.distributed import check_split
 
         check_split(config, nproc)
-    observation_space, actions = probe_spaces(config)
-    plan = sb3_plan(config, observation_space, actions)
+    sb3_arguments, notes = {}, []
+    if "sb3" in libraries:  # what SB3 cannot take is refused before the first run
+        observation_space, actions = probe_spaces(config)
+        sb3_arguments = describe(sb3_plan(config, observation_space, actions))
+        notes = differences(config, observation_space, actions)
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         out = Path("runs") / "bench" / f"{Path(config_path).stem}__{steps}__{stamp}"
-    setup = Setup(
-        config, config_path, seeds, out, describe(plan), differences(config, observation_space, actions),
-        nproc=nproc,
-    )
-    for library in LIBRARIES:
+    setup = Setup(config, config_path, seeds, out, sb3_arguments, notes, nproc=nproc, libraries=libraries)
+    for library in libraries:
         for seed in seeds:
             record = finished_run(setup, library, seed)
             if record is not None:
@@ -196,11 +199,11 @@ def run_all(setup: Setup) -> list[Run]:
     from bench.measure import train_ours, train_ours_ranks, train_sb3
 
     runs = []
-    total = len(setup.seeds) * len(LIBRARIES)
+    total = len(setup.seeds) * len(setup.libraries)
     commit = source_commit()
     for seed in setup.seeds:
         config = setup.run_config(seed)
-        for library in LIBRARIES:
+        for library in setup.libraries:
             run_dir = setup.run_dir(library, seed)
             record = setup.finished.get((library, seed))
             if record is None:
@@ -279,7 +282,7 @@ def summarise(runs: list[Run], setup: Setup) -> dict[str, dict[str, list[float]]
     from bench.stats import mean_confidence_interval
 
     summary = {}
-    for library in LIBRARIES:
+    for library in setup.libraries:
         rows = [per_run_row(run, setup) for run in runs if run.library == library]
         summary[library] = {
             key: list(mean_confidence_interval([row[key] for row in rows], CONFIDENCE)) for key in COLUMNS
@@ -290,18 +293,22 @@ def summarise(runs: list[Run], setup: Setup) -> dict[str, dict[str, list[float]]
 def markdown(runs: list[Run], setup: Setup, summary: dict) -> str:
     config = setup.config
     seeds = " ".join(map(str, setup.seeds))
+    both = len(setup.libraries) > 1
+    title = "Our PPO vs Stable-Baselines3 PPO" if both else f"{library_label(setup.libraries[0])} over seeds"
+    order = "run alternately (ours, SB3, next seed)" if both else "run one after another"
     lines = [
-        f"# Our PPO vs Stable-Baselines3 PPO: {setup.config_path}",
+        f"# {title}: {setup.config_path}",
         "",
         f"{config.env_id}, {setup.end_step} env steps per run (batch {config.batch_size}), "
-        f"seeds {seeds}, run alternately (ours, SB3, next seed). Mean over seeds ± half-width of the "
-        "95 % t confidence interval.",
+        f"seeds {seeds}, {order}. Mean over seeds ± half-width of the 95 % t confidence interval.",
         "",
-        "| library | " + " | ".join(COLUMNS.values()) + " |",
-        "|---" * (len(COLUMNS) + 1) + "|",
+        "| library | " + " | ".join(COLUMNS.values()) + " | worst seed (final) |",
+        "|---" * (len(COLUMNS) + 2) + "|",
     ]
-    for library in LIBRARIES:
+    for library in setup.libraries:
         cells = [format_ci(*summary[library][key]) for key in COLUMNS]
+        worst = min((run for run in runs if run.library == library), key=lambda run: final_return(run, setup))
+        cells.append(f"{format_ci(final_return(worst, setup), math.nan)} (seed {worst.seed})")
         lines.append(f"| {library_label(library)} | " + " | ".join(cells) + " |")
     lines += [
         "",
@@ -332,10 +339,11 @@ def markdown(runs: list[Run], setup: Setup, summary: dict) -> str:
         started = started.strftime("%Y-%m-%d %H:%M")
         lines.append(f"| {library_label(run.library)} | {run.seed} | " + " | ".join(cells)
                      + f" | {run.commit} | {started} |")
-    lines += ["", "## SB3 arguments (bench/sb3_mapping.py)", "", "| argument | value |", "|---|---|"]
-    lines += [f"| {key} | `{value}` |" for key, value in setup.sb3_arguments.items()]
-    lines += ["", "## Differences that remain for this config (see bench/README.md)", ""]
-    lines += [f"- {note}" for note in setup.differences]
+    if "sb3" in setup.libraries:
+        lines += ["", "## SB3 arguments (bench/sb3_mapping.py)", "", "| argument | value |", "|---|---|"]
+        lines += [f"| {key} | `{value}` |" for key, value in setup.sb3_arguments.items()]
+        lines += ["", "## Differences that remain for this config (see bench/README.md)", ""]
+        lines += [f"- {note}" for note in setup.differences]
     return "\n".join(lines) + "\n"
 
 
@@ -364,7 +372,7 @@ def plot_curves(runs: list[Run], setup: Setup) -> list[Path]:
         ("seconds", "wall time (s)", "return_vs_wall_time.png"),
     ):
         figure, axis = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-        for index, library in enumerate(LIBRARIES):
+        for index, library in enumerate(setup.libraries):
             color = f"C{index}"
             mine = [run for run in runs if run.library == library and run.steps.size]
             if not mine:
@@ -413,6 +421,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--nproc", type=positive_int, default=1, help="train our runs under torchrun with this many ranks"
     )
+    parser.add_argument(
+        "--libraries", nargs="+", choices=LIBRARIES, default=list(LIBRARIES),
+        help="which libraries train (default: ours sb3; `ours` alone for a claim over seeds)",
+    )
     add_override_option(parser, "both libraries")
     return parser.parse_args(argv)
 
@@ -421,7 +433,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # pixel envs render with SDL, no screen here
     args = parse_args(argv)
     try:
-        setup = prepare(args.config, args.overrides, args.steps, args.seeds, args.out, args.nproc)
+        libraries = tuple(library for library in LIBRARIES if library in args.libraries)
+        setup = prepare(args.config, args.overrides, args.steps, args.seeds, args.out, args.nproc, libraries)
         runs = run_all(setup)
     except (ConfigError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -112,6 +112,22 @@ def test_compare_reads_back_finished_runs_and_refuses_foreign_ones(tmp_path, cap
     assert sorted((out / "tb" / "ours_seed1").iterdir()) == events
 
 
+def test_ours_alone_over_seeds_names_the_worst_seed_and_takes_what_sb3_cannot(tmp_path, capsys):
+    """--libraries ours: no SB3 run, no SB3 sections, the worst seed's final return in the summary;
+    a config SB3 cannot be mapped to (here a shared trunk) is no longer refused."""
+    out = tmp_path / "bench"
+    argv = ["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "512", "--seeds", "1", "2",
+            "--out", str(out), "--libraries", "ours", "--set", "network.shared_trunk=true"]
+    assert compare.main(argv) == 0
+    assert sorted(path.name for path in (out / "tb").iterdir()) == ["ours_seed1", "ours_seed2"]
+    table = (out / "results.md").read_text()
+    assert "SB3" not in table
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    worst = min(runs, key=lambda run: run["final"])
+    summary_row = next(line for line in table.splitlines() if line.startswith("| ours |"))
+    assert summary_row.endswith(f"(seed {worst['seed']}) |")
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [

@@ -103,6 +103,7 @@ def prepare(
     # Periodic checkpoints and evaluation videos are ours only; the final checkpoint stays.
     config.checkpoint_interval = 0
     config.capture_video = False
+    config.stop_at_return = None  # every run trains to the same step, whatever it reaches
     if nproc > 1:
         from agents.run.distributed import check_split
 

@@ -1,7 +1,14 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules, and the torch thread count of pytest's workers."""
+
+import os
 
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs two workers on the two cores: one torch thread each, or a test's matmuls on
+    # two threads fight the other worker (train() still sets its own count, as in production).
+    torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -87,6 +87,7 @@ def test_a_callback_stops_and_learn_goes_on_in_the_same_run(tmp_path):
     def stop_at_1024(metrics):
         seen.append(metrics["global_step"])
         assert "train/value_loss" in metrics and "update" in metrics
+        assert "rollout/ep_rew_mean" in metrics  # random CartPole games end within each update's 64 steps
         return metrics["global_step"] < 1024
 
     model = PPO("CartPole-v1", config="configs/cartpole.yaml", seed=3, run_dir=str(tmp_path / "run"),

@@ -116,6 +116,9 @@ class TrainConfig:
     eval_interval: int = 0
     eval_episodes: int = 5
     eval_deterministic: bool = True  # the most likely action (argmax / mode / mean), else sampled
+    # End training (final.pt written, extendable later) once rollout/ep_rew_mean reaches this, as
+    # SB3's StopTrainingOnRewardThreshold does; e.g. 475, CartPole-v1's reward_threshold. None: never.
+    stop_at_return: Optional[float] = None
     dist_timeout: int = 300  # torchrun: seconds a collective waits for the other ranks before the run fails
     log_interval: int = 10  # with no progress bar (--no-progress, not a terminal): a line every N updates
     env: EnvOptions = field(default_factory=EnvOptions)

@@ -124,6 +124,19 @@ class FunctionCallback:
             trainer.finish_early()
 
 
+class StopAtReturn:
+    """End training after the first update whose rollout/ep_rew_mean (mean return of the last
+    stats_window episodes) is at least `threshold`, as SB3's StopTrainingOnRewardThreshold."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+
+    def on_update(self, trainer: Trainer) -> None:
+        mean_return = trainer.last_scalars.get("rollout/ep_rew_mean")
+        if mean_return is not None and mean_return >= self.threshold:
+            trainer.finish_early()
+
+
 class TextSamplesEvery:
     """The latest completions of a token env in TensorBoard's text tab, at updates 1, 1 + N, 1 + 2N..."""
 

@@ -112,8 +112,9 @@ class TrainingLogger:
     def mean_return(self) -> float:
         return float(np.mean(self.returns)) if self.returns else float("nan")
 
-    def log_update(self, global_step: int, metrics: dict[str, float]) -> None:
-        """Write the rollout and train scalars of one update at x = global env steps."""
+    def log_update(self, global_step: int, metrics: dict[str, float]) -> dict[str, float]:
+        """Write the rollout and train scalars of one update at x = global env steps; return them
+        (with time/fps and the episode means), as callbacks see them."""
         elapsed = max(time.time() - self.start_time, 1e-9)
         fps = (global_step - self.start_step) / elapsed
         scalars = {"time/fps": fps, **metrics}
@@ -131,6 +132,7 @@ class TrainingLogger:
         last = global_step >= self.total_timesteps
         if self.log_interval and (self.updates % self.log_interval == 0 or last):
             print(self.progress_line(global_step, fps), flush=True)
+        return scalars
 
     def say(self, message: str) -> None:
         """A line about the run's phase (e.g. SFT before RL), unless the run is silent."""

@@ -23,7 +23,14 @@ from agents.networks.transformer import TransformerActorCritic
 from agents.rlhf.ptx import PtxTerm
 from agents.rlhf.reference import AdaptiveKLController, ReferencePolicy, frozen_copy
 from agents.rlhf.sft import sft_train
-from agents.run.callbacks import Callback, CheckpointEvery, EvaluateEvery, TextSamplesEvery, VideoEvery
+from agents.run.callbacks import (
+    Callback,
+    CheckpointEvery,
+    EvaluateEvery,
+    StopAtReturn,
+    TextSamplesEvery,
+    VideoEvery,
+)
 from agents.run.checkpoint import CheckpointError, load_checkpoint
 from agents.run.collectors import EpisodeRecorder, GroupCollector, SegmentCollector
 from agents.run.faults import GuardedEnv
@@ -268,4 +275,6 @@ def make_callbacks(config: TrainConfig, agent: ActorCritic) -> list[Callback]:
         callbacks.append(CheckpointEvery(config.checkpoint_interval))
     if config.eval_interval:
         callbacks.append(EvaluateEvery(config.eval_interval, config.eval_episodes, config.eval_deterministic))
+    if config.stop_at_return is not None:
+        callbacks.append(StopAtReturn(config.stop_at_return))
     return callbacks

@@ -274,8 +274,7 @@ class Trainer:
             metrics = learner.update(rollout.batch, lr, clip_coef)
             scalars = {**train_scalars(metrics, lr, clip_coef, learner.ptx), **rollout.scalars}
             scalars.update(learner.adapt_coefficients(metrics, rollout, self.logger.lengths))
-            self.logger.log_update(global_step, scalars)
-            self.last_scalars = scalars
+            self.last_scalars = self.logger.log_update(global_step, scalars)
 
             self.state = learner.capture(
                 update, global_step, self.logger.state_dict(), list(self.recorder.texts), self.normalization()

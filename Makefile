@@ -25,8 +25,10 @@ train: setup
 	$(BIN)/python train.py --config $(CONFIG) $(ARGS)
 
 # The layering contracts (import-linter) and ruff first: a broken dependency rule fails fast.
+# Two workers (pytest-xdist): most tests train on one torch thread, so both cores are used;
+# loadgroup keeps the torchrun tests (two ranks each) on one worker, one after another.
 test: lint
-	$(BIN)/python -m pytest -q --durations=12 tests
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup --durations=12 tests
 
 lint: setup
 	$(BIN)/lint-imports

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from agents.config import ConfigError, TrainConfig, config_to_dict, load_config
+from agents.config import ConfigError, TrainConfig, config_from_dict, config_to_dict, load_config
 from agents.run.cli import ArgumentParser, add_override_option, positive_int, seed_int
 from bench.isolated import BenchError
 
@@ -148,9 +148,21 @@ def finished_run(setup: Setup, library: str, seed: int) -> dict | None:
     except (OSError, ValueError, KeyError, TypeError):
         message = f"{path} is not a measurement record; delete the run or choose another --out"
         raise ConfigError(message) from None
-    if stored_config != setup.run_config(seed):
+    if with_defaults(stored_config) != setup.run_config(seed):
         raise ConfigError(f"{run_dir} holds a run of a different config or --steps; choose another --out")
     return record
+
+
+def with_defaults(stored: dict) -> dict | None:
+    """A stored run config with every key the code has gained since at its default value (such a
+    key changes nothing the run did: a long benchmark stays readable across code changes); None if
+    the stored config is no longer valid (a removed or renamed key: not the same run)."""
+    extra = {key: stored[key] for key in ("nproc",) if key in stored}
+    try:
+        config = config_from_dict({key: value for key, value in stored.items() if key not in extra})
+    except (ConfigError, TypeError, ValueError):
+        return None
+    return json.loads(json.dumps({**config_to_dict(config), **extra}))
 
 
 def source_commit() -> str:

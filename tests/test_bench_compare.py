@@ -90,6 +90,12 @@ def test_compare_reads_back_finished_runs_and_refuses_foreign_ones(tmp_path, cap
     argv = ["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "512", "--out", str(out)]
     assert compare.main([*argv, "--seeds", "1"]) == 0
     first = json.loads((out / "results.json").read_text())["runs"]
+    # A run recorded before the code gained a config key (here stop_at_return, at its default) is
+    # the same run: still read back.
+    record_path = out / "tb" / "ours_seed1" / compare.MEASUREMENT_FILE
+    record = json.loads(record_path.read_text())
+    del record["config"]["stop_at_return"]
+    record_path.write_text(json.dumps(record))
     # A second invocation with one more seed runs only the new seed's pair; seed 1 is read back.
     assert compare.main([*argv, "--seeds", "1", "2"]) == 0
     printed = capsys.readouterr().out

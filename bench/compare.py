@@ -153,13 +153,19 @@ def finished_run(setup: Setup, library: str, seed: int) -> dict | None:
     return record
 
 
+def split_run_config(run_config: dict) -> tuple[dict, dict]:
+    """(the TrainConfig part, the keys Setup.run_config adds beside it: "nproc")."""
+    extra = {key: run_config[key] for key in ("nproc",) if key in run_config}
+    return {key: value for key, value in run_config.items() if key not in extra}, extra
+
+
 def with_defaults(stored: dict) -> dict | None:
     """A stored run config with every key the code has gained since at its default value (such a
     key changes nothing the run did: a long benchmark stays readable across code changes); None if
     the stored config is no longer valid (a removed or renamed key: not the same run)."""
-    extra = {key: stored[key] for key in ("nproc",) if key in stored}
+    trained, extra = split_run_config(stored)
     try:
-        config = config_from_dict({key: value for key, value in stored.items() if key not in extra})
+        config = config_from_dict(trained)
     except (ConfigError, TypeError, ValueError):
         return None
     return json.loads(json.dumps({**config_to_dict(config), **extra}))
@@ -220,7 +226,7 @@ def run_all(setup: Setup) -> list[Run]:
             run_dir = setup.run_dir(library, seed)
             record = setup.finished.get((library, seed))
             if record is None:
-                trained = {k: v for k, v in config.items() if k != "nproc"}
+                trained, _ = split_run_config(config)
                 if library == "ours" and setup.nproc > 1:
                     measurement = run_isolated(
                         train_ours_ranks, config=trained, run_dir=str(run_dir), nproc=setup.nproc

@@ -1,6 +1,6 @@
 """Compare finished RLHF pipeline runs (configs/rlhf_sentiment*.yaml) in one table and two plots:
 
-    python rlhf_report.py RUN_DIR [RUN_DIR ...] --out DIR [--labels main no_kl ...]
+    python rlhf_report.py RUN_DIR [RUN_DIR ...] --out DIR [--labels main no_kl ...] [--seeds]
 
 Writes into DIR:
   table.md                the held-out evaluation of every run (SFT row once, then each run's PPO
@@ -13,7 +13,9 @@ Writes into DIR:
   gold_histogram.png      the gold reward of SFT samples against PPO samples of the first run on
                           the evaluation prompts (mean-seeking SFT spreads over modes, RL
                           concentrates)
-The first run's SFT row stands for all: runs of the same seed share corpus, SFT and reward model.
+The first run's SFT row stands for all: runs of the same seed share corpus, SFT and reward model;
+each run's fluency is divided by its own SFT model's. With --seeds the runs are one config over
+several seeds, and the table ends with their mean ± 95 % confidence interval and their worst seed.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import numpy as np
 from agents.run.cli import ArgumentParser
 from agents.run.curves import PlotError, read_run
 from agents.run.stages import DONE_MARKER, PPO_RUN, STAGES, stage_dir
+from bench.stats import mean_confidence_interval
 
 # (TensorBoard tag of the PPO stage, panel title) of the over-optimisation figure.
 PANELS = (
@@ -54,23 +57,27 @@ def read_evaluation(run_dir: Path) -> dict[str, dict[str, Any]]:
     return results
 
 
-def table(run_dirs: list[Path], labels: list[str]) -> str:
+def table(run_dirs: list[Path], labels: list[str], seeds: bool = False) -> str:
     evaluations = [read_evaluation(r) for r in run_dirs]
-    sft = evaluations[0]["sft"]
     header = (
         "| policy | gold reward | RM score | KL to SFT (nats) | fluency | fluency ÷ SFT's | SFT perplexity "
         "| RM held-out accuracy | PPO wall time (s) | pipeline wall time (s) |"
     )
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
 
-    def row(name: str, metrics: dict[str, Any], run_dir: Path | None) -> str:
+    def fluency_share(evaluation: dict[str, dict[str, Any]], policy: str) -> float:
+        sft_fluency = evaluation["sft"]["fluency"]
+        return evaluation[policy]["fluency"] / sft_fluency if sft_fluency > 0 else float("nan")
+
+    def row(name: str, evaluation: dict[str, dict[str, Any]], policy: str, run_dir: Path | None) -> str:
+        metrics = evaluation[policy]
         cells = [
             name,
             f"{metrics['gold_reward']:.3f}",
             f"{metrics['rm_score']:.2f}",
             f"{metrics['kl_to_sft']:.2f}",
             f"{metrics['fluency']:.3f}",
-            f"{metrics['fluency'] / sft['fluency']:.2f}" if sft["fluency"] > 0 else "n/a",
+            f"{fluency_share(evaluation, policy):.2f}",
             f"{metrics['sft_perplexity']:.2f}",
         ]
         if run_dir is None:
@@ -84,8 +91,19 @@ def table(run_dirs: list[Path], labels: list[str]) -> str:
             ]
         return "| " + " | ".join(cells) + " |"
 
-    lines.append(row("SFT", sft, None))
-    lines += [row(f"PPO {label}", e["ppo"], r) for label, e, r in zip(labels, evaluations, run_dirs)]
+    lines.append(row("SFT" + (f" ({labels[0]})" if seeds else ""), evaluations[0], "sft", None))
+    lines += [row(f"PPO {label}", e, "ppo", r) for label, e, r in zip(labels, evaluations, run_dirs)]
+    if seeds:
+        gold = [e["ppo"]["gold_reward"] for e in evaluations]
+        shares = [fluency_share(e, "ppo") for e in evaluations]
+        worst = int(np.argmin(gold))
+        mean_gold, half_gold = mean_confidence_interval(gold)
+        mean_share, half_share = mean_confidence_interval(shares)
+        lines.append(
+            f"\nPPO over {len(gold)} seeds: gold reward {mean_gold:.3f} ± {half_gold:.3f} (mean ± 95 % CI), "
+            f"worst {gold[worst]:.3f} ({labels[worst]}); "
+            f"fluency ÷ SFT's {mean_share:.2f} ± {half_share:.2f}, lowest {min(shares):.2f}"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -128,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("runs", nargs="+", type=Path, help="pipeline run dirs (the first is the main run)")
     parser.add_argument("--out", type=Path, required=True, help="directory for table.md and the PNGs")
     parser.add_argument("--labels", nargs="+", help="one name per run (default: the run dirs' names)")
+    parser.add_argument("--seeds", action="store_true",
+                        help="the runs are seeds of one config: add their mean ± 95%% CI and worst seed")
     args = parser.parse_args(argv)
     labels = args.labels or [r.name for r in args.runs]
     try:
@@ -143,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
 
         matplotlib.use("Agg")
         args.out.mkdir(parents=True, exist_ok=True)
-        text = table(args.runs, labels)
+        text = table(args.runs, labels, args.seeds)
         (args.out / "table.md").write_text(text)
         plot_overoptimisation(args.runs, labels, args.out / "overoptimisation.png")
         plot_gold_histogram(args.runs[0], labels[0], args.out / "gold_histogram.png")

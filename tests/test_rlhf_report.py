@@ -101,3 +101,23 @@ def test_train_resumes_the_ppo_stage_of_a_pipeline_run(pipeline_run, tmp_path):
     final = load_checkpoint(crashed / "checkpoints" / "final.pt")
     assert final["global_step"] == summaries["ppo"]["global_step"]
     assert final["config"]["env_id"] == "TokenGen/SentimentRM-v0"
+
+
+def test_report_over_seeds_ends_with_the_mean_its_interval_and_the_worst_seed(pipeline_run, tmp_path, capsys):
+    run_dir, _ = pipeline_run
+    seeds = []
+    for seed, gold in ((1, 0.7), (2, 0.5)):  # two "seeds": copies of the run with their own gold reward
+        copy = tmp_path / f"seed{seed}"
+        shutil.copytree(run_dir, copy)
+        eval_file = copy / "stages" / "eval" / "eval.json"
+        evaluation = json.loads(eval_file.read_text())
+        evaluation["ppo"]["gold_reward"] = gold
+        eval_file.write_text(json.dumps(evaluation))
+        seeds.append(str(copy))
+    out = tmp_path / "report"
+    assert rlhf_report.main([*seeds, "--labels", "seed 1", "seed 2", "--seeds", "--out", str(out)]) == 0
+    summary = (out / "table.md").read_text().strip().splitlines()[-1]
+    # mean 0.6; half-width t_{0.975, 1} · s / √2 = 12.706 · 0.1414 / 1.414 = 1.271; worst: seed 2
+    expected = "PPO over 2 seeds: gold reward 0.600 ± 1.271 (mean ± 95 % CI), worst 0.500 (seed 2)"
+    assert summary.startswith(expected)
+    assert "fluency ÷ SFT's" in summary

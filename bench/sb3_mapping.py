@@ -20,6 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from agents.config import ConfigError, TrainConfig
+from agents.networks.cnn import SMALL_CNN_HIDDEN
 
 
 class MappingError(ConfigError):
@@ -138,6 +139,15 @@ def sb3_plan(config: TrainConfig, observation_space: gym.Space, actions: gym.Spa
     elif kind == "nature_cnn":
         policy = "CnnPolicy"  # NatureCNN (512 features) shared by the pi and vf heads, as ours
         policy_kwargs = {}
+    elif kind == "small_cnn":
+        # SB3's CnnPolicy cannot take grids under 36 px (its NatureCNN): ours is given to it as a
+        # features extractor, 128 features shared by the pi and vf heads (net_arch []), as ours.
+        policy = "CnnPolicy"
+        policy_kwargs = {
+            "features_extractor_class": "bench.sb3_extractors:SmallCNN",
+            "features_extractor_kwargs": {"features_dim": SMALL_CNN_HIDDEN},
+            "net_arch": [],
+        }
     elif kind == "multi_input":
         # CombinedExtractor (NatureCNN of 256 features per image, the rest flattened) then
         # separate pi and vf MLPs: what agents/networks/multi_input.py builds.
@@ -306,10 +316,15 @@ class MaskFromInfo(gym.Wrapper):
 def _registered_env(env_id: str, imports: tuple[str, ...] = (), wrappers: tuple = (), masked: bool = False,
                     **kwargs: Any) -> gym.Env:
     """gym.make of our id with our env.imports and env.wrappers (also in SB3's env workers)."""
+    from envs.images import channels_first_uint8, is_image_space
     from envs.registry import import_env_modules, wrapper_specs
 
     import_env_modules(list(imports))
     env = gym.make(env_id, **kwargs)
+    if env.observation_space.dtype == np.bool_ and is_image_space(env.observation_space):
+        # SB3 takes no boolean images (MinAtar's planes): they become the 0/255 uint8 planes,
+        # channels first, that our env wrapper gives our network.
+        env = channels_first_uint8(env)
     for wrapper, wrapper_kwargs in wrapper_specs(list(wrappers)):
         env = wrapper(env, **wrapper_kwargs)
     return MaskFromInfo(env) if masked else env

@@ -81,7 +81,7 @@ def parameter_count(module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-@pytest.mark.parametrize("name", ["cartpole.yaml", "breakout.yaml"])
+@pytest.mark.parametrize("name", ["cartpole.yaml", "breakout.yaml", "minatar_breakout.yaml"])
 def test_sb3_network_has_our_shape(name):
     config, plan = plan_for(name, "env.num_envs=1", "env.vectorization=sync")
     env = make_sb3_env(config, plan, seed=1)
@@ -93,8 +93,11 @@ def test_sb3_network_has_our_shape(name):
         assert model.policy.optimizer.defaults["eps"] == config.ppo.adam_eps
         if plan.policy == "MlpPolicy":
             assert type(model.policy.mlp_extractor.policy_net[1]).__name__ == "Tanh"
-        else:  # SB3 sees the frame stack channels-first after its VecTransposeImage, as ours
+        elif name == "breakout.yaml":  # SB3 sees the frame stack channels-first, as ours
             assert model.observation_space.shape == (4, 84, 84)
+        else:  # MinAtar's 10×10 planes, channels first after our env wrapper, through our small CNN
+            assert model.observation_space.shape == (4, 10, 10)
+            assert type(model.policy.features_extractor).__name__ == "SmallCNN"
     finally:
         env.close()
         torch.set_num_threads(threads)  # make_sb3_model sets it for the whole process
@@ -119,6 +122,7 @@ NORMALIZED = {"norm_obs": True, "norm_reward": True, "gamma": 0.999}
         ("minigrid_doorkey.yaml", "MultiInputPolicy", False, None, "PPO"),
         ("taxi.yaml", "MlpPolicy", True, None, "MaskablePPO"),
         ("lunar_lander_continuous.yaml", "MlpPolicy", False, NORMALIZED, "PPO"),
+        ("minatar_breakout.yaml", "CnnPolicy", False, None, "PPO"),  # our small CNN as its extractor
     ],
 )
 def test_every_space_reaches_the_sb3_model_its_users_would_pick(name, policy, masked, normalize, algorithm):

@@ -11,6 +11,7 @@ from agents.networks.actor_critic import ActorCritic, layer_init
 from agents.networks.distributions import distribution_for
 
 NATURE_MIN_SIDE = 36  # the Nature trunk's three convolutions need frames at least this wide
+SMALL_CNN_HIDDEN = 128  # units of the ReLU layer after the small (MinAtar) trunk, as in the MinAtar paper
 
 
 def _conv_out(size: int, kernel: int, stride: int) -> int:
@@ -91,7 +92,7 @@ class CNNActorCritic(ActorCritic):
             conv, features = nature_trunk(channels, height, width)
         elif trunk == "small":
             conv, features = small_trunk(channels, height, width)
-            hidden = 128
+            hidden = SMALL_CNN_HIDDEN
         elif trunk == "impala":
             conv, features = impala_trunk(channels, height)
         else:

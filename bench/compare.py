@@ -6,7 +6,8 @@
 Runs alternate (ours seed 1, SB3 seed 1, ours seed 2, ...) so that drift in the machine's load hits
 both libraries alike; each runs in its own process (peak memory). Writes into DIR:
   tb/ours_seed<k>, tb/sb3_seed<k>   TensorBoard logs under the same tags (they overlay), and beside
-                                    them measurement.json once the run has finished
+                                    them measurement.json once the run has finished (with the
+                                    run's return curve: that file alone is enough to read it back)
   results.md, results.json          final return and area under the curve ± 95 % CI over seeds,
                                     wall time, env steps/s, peak memory; SB3's arguments; the
                                     differences that remain for this config
@@ -41,6 +42,7 @@ TAG = "rollout/ep_rew_mean"
 LIBRARIES = ("ours", "sb3")
 CONFIDENCE = 0.95
 WALL_GRID_POINTS = 200  # points of the common wall-time grid the seeds are interpolated onto
+CURVE_KEYS = ("steps", "values", "seconds")  # TAG's curve in a measurement record
 MEASUREMENT_FILE = "measurement.json"  # written into a run's log directory when the run has finished
 
 
@@ -213,6 +215,15 @@ def read_curve(run_dir: Path, start_time: float) -> tuple[np.ndarray, np.ndarray
     return steps, values, seconds
 
 
+def recorded_curve(record: dict, run_dir: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The run's TAG curve as its record keeps it (so that measurement.json alone, without the event
+    files, is a finished run that can be committed and read back in a later session); records
+    written before they kept it are read from the run's event files."""
+    if "curve" not in record:
+        return read_curve(run_dir, record["measurement"]["start_time"])
+    return tuple(np.array(record["curve"][key], dtype=np.float64) for key in CURVE_KEYS)
+
+
 def run_all(setup: Setup) -> list[Run]:
     from bench.isolated import run_isolated
     from bench.measure import train_ours, train_ours_ranks, train_sb3
@@ -235,12 +246,14 @@ def run_all(setup: Setup) -> list[Run]:
                     measurement = run_isolated(train_ours, config=trained, run_dir=str(run_dir))
                 else:
                     measurement = run_isolated(train_sb3, config=trained, log_dir=str(run_dir))
-                record = {"config": config, "commit": commit, "measurement": measurement}
+                curve = read_curve(run_dir, measurement["start_time"])
+                record = {"config": config, "commit": commit, "measurement": measurement,
+                          "curve": {key: values.tolist() for key, values in zip(CURVE_KEYS, curve)}}
                 (run_dir / MEASUREMENT_FILE).write_text(json.dumps(record, indent=2) + "\n")
             measurement = record["measurement"]
             reused = (library, seed) in setup.finished
-            run = Run(library, seed, measurement, record.get("commit", "unknown"),
-                      *read_curve(run_dir, measurement["start_time"]))
+            commit_of_run = record.get("commit", "unknown")
+            run = Run(library, seed, measurement, commit_of_run, *recorded_curve(record, run_dir))
             runs.append(run)
             print(
                 f"[{len(runs)}/{total}] {library_label(library)} seed {seed}: {measurement['steps']} env "

@@ -106,6 +106,14 @@ def test_compare_reads_back_finished_runs_and_refuses_foreign_ones(tmp_path, cap
     assert second[:2] == first  # same measurement, same curve, same summary numbers
     assert "| ours | 1 |" in (out / "results.md").read_text().split("## Per run")[1]
 
+    # The record alone (event files and checkpoints gone, as when it is committed) is the same run.
+    for path in sorted((out / "tb" / "ours_seed2").rglob("*"), reverse=True):
+        if path.name != compare.MEASUREMENT_FILE:
+            path.rmdir() if path.is_dir() else path.unlink()
+    assert compare.main([*argv, "--seeds", "1", "2"]) == 0
+    assert capsys.readouterr().out.count("read back") == 4
+    assert json.loads((out / "results.json").read_text())["runs"] == second
+
     events = sorted((out / "tb" / "ours_seed1").iterdir())
     # Other hyperparameters in the same directory: refused, nothing touched.
     assert compare.main([*argv, "--seeds", "1", "--set", "ppo.ent_coef=0.1"]) == 2

@@ -1,11 +1,11 @@
-# Two commands for a new user: `make train` (a first MinAtar Breakout run that finishes in ~13 minutes on
+# Two commands for a new user: `make train` (a first MinAtar SpaceInvaders run that finishes in ~12 minutes on
 # 2 cores; CONFIG=configs/breakout.yaml for Atari Breakout, the 10M-step recipe, or any other config) and
 # `make test`. Both create .venv on first use.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-CONFIG ?= configs/minatar_breakout_first_run.yaml
+CONFIG ?= configs/minatar_space_invaders_first_run.yaml
 ARGS ?=
 
 .PHONY: setup train test lint clean

@@ -1,5 +1,5 @@
 """`make train` as a new user runs it: the first-run config, cut short with ARGS, trains MinAtar
-Breakout from its pixel planes, evaluates, films the trained agent and says where everything is."""
+SpaceInvaders from its pixel planes, evaluates, films the trained agent and says where everything is."""
 
 import subprocess
 from pathlib import Path
@@ -14,7 +14,7 @@ def test_make_train_runs_the_first_run_config_and_says_where_things_are(tmp_path
         ["make", "-s", "train", f"ARGS={args}"], cwd=REPO, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stderr
-    assert "MinAtar/Breakout-v1" in (run / "config.yaml").read_text()
+    assert "MinAtar/SpaceInvaders-v1" in (run / "config.yaml").read_text()
     videos = list((run / "videos").glob("step_*.mp4"))
     assert len(videos) == 1  # the trained agent, filmed after the last update
     lines = result.stdout.splitlines()

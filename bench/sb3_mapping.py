@@ -209,7 +209,7 @@ def sb3_plan(config: TrainConfig, observation_space: gym.Space, actions: gym.Spa
         raise MappingError("action masks: MaskablePPO is compared on Discrete actions only")
     return SB3Plan(
         env_kind="atari" if atari else ("pixels" if env_cfg.pixels else "plain"),
-        vec_env="subproc" if vectorization == "async" else "dummy",
+        vec_env="subproc" if vectorization in ("async", "overlap") else "dummy",
         policy=policy,
         ppo_kwargs=ppo_kwargs,
         policy_kwargs=policy_kwargs,

@@ -1,7 +1,7 @@
 """Where our PPO's time goes, against SB3's, on this machine:
 
     python -m bench.sps --config configs/breakout.yaml [--repeats 3] [--steps 8192] [--out sps.md]
-                        [--nproc 2] [--set precision=fp32 ...]
+                        [--nproc 2] [--overlap] [--set precision=fp32 ...]
 
 Measures, each in its own process (peak memory), in turns (env, learner, ours, SB3, then again) so
 that drift in the machine's load hits all alike, and reports the median of --repeats turns:
@@ -15,6 +15,9 @@ that ours reaches. With --nproc N, also:
   one core       env stepping, the policy's rollout-time forward passes and learning, each on one
                  core, and from them the machine bound: cores ÷ (core-seconds per env step of the
                  three), the most any split of the work over the machine's cores can reach
+With --overlap, also:
+  ours, overlap  train() with env.vectorization: overlap (envs/overlap.py: one process, two env
+                 groups, each stepping while the policy acts for the other)
 Prints a markdown table; --out also writes it to a file.
 """
 
@@ -55,6 +58,11 @@ RATIO_RANKS = "ratio ours {n} ranks / SB3"
 FRACTION_RANKS = "fraction of the machine bound: ours {n} ranks"
 FRACTION_ONE = "fraction of the machine bound: ours 1 process"
 FRACTION_SB3 = "fraction of the machine bound: SB3"
+# With --overlap.
+OURS_OVERLAP = "ours end-to-end, 1 process, env.vectorization overlap (env steps/s)"
+RATIO_OVERLAP = "ratio ours overlap / SB3"
+RATIO_OVERLAP_ONE = "ratio ours overlap / ours 1 process"
+FRACTION_OVERLAP = "fraction of the machine bound: ours overlap"
 
 
 def prepare(config_path: str, overrides: list[str], steps: int) -> TrainConfig:
@@ -74,7 +82,7 @@ def prepare(config_path: str, overrides: list[str], steps: int) -> TrainConfig:
 
 
 def measure(
-    config: TrainConfig, repeats: int, steps: int, log=print, nproc: int = 1
+    config: TrainConfig, repeats: int, steps: int, log=print, nproc: int = 1, overlap: bool = False
 ) -> dict[str, list[dict]]:
     """{measurement: [result of each repeat]}, measured in turns."""
     from bench.isolated import run_isolated
@@ -85,6 +93,9 @@ def measure(
     results: dict[str, list[dict]] = {"env": [], "learner": [], "ours": [], "sb3": []}
     if nproc > 1:
         results.update(ranks=[], one_core=[])
+    if overlap:
+        results["overlap"] = []
+        overlapped = {**data, "env": {**data["env"], "vectorization": "overlap"}}
     with tempfile.TemporaryDirectory(prefix="bench-sps-") as folder:
         for repeat in range(repeats):
             runs = {
@@ -100,9 +111,13 @@ def measure(
                 runs["one_core"] = lambda: run_isolated(
                     one_core_costs, config=data, steps=steps, updates=updates
                 )
+            if overlap:
+                runs["overlap"] = lambda: run_isolated(
+                    train_ours, config=overlapped, run_dir=f"{folder}/overlap_{repeat}"
+                )
             for name, run in runs.items():
                 result = run()
-                if name in ("ours", "sb3", "ranks"):  # env steps over the training loop's time
+                if name in ("ours", "sb3", "ranks", "overlap"):  # env steps over the training loop's time
                     result["steps_per_s"] = result["steps"] / result["loop_time_s"]
                 results[name].append(result)
             log(
@@ -140,8 +155,15 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
         SEQUENTIAL_BOUND: {"value": sequential},
         SEQUENTIAL_FRACTION: {"value": ours / sequential},
     }
+    if "overlap" in results:
+        overlap = median("overlap", "steps_per_s")
+        summary[OURS_OVERLAP] = {"value": overlap, **memory("overlap")}
+        summary[RATIO_OVERLAP] = {"value": overlap / sb3, "ratio": True}
+        summary[RATIO_OVERLAP_ONE] = {"value": overlap / ours, "ratio": True}
     if "ranks" in results:
         summary.update(machine_bound_rows(results, ours, sb3, median))
+        if "overlap" in results:
+            summary[FRACTION_OVERLAP] = {"value": overlap / summary[MACHINE_BOUND]["value"], "ratio": True}
     return summary
 
 
@@ -211,6 +233,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--nproc", type=positive_int, default=1,
         help="also measure our trainer under torchrun with this many ranks, and the machine bound",
     )
+    parser.add_argument(
+        "--overlap", action="store_true",
+        help="also measure our trainer with env.vectorization: overlap (one process, two env groups)",
+    )
     add_override_option(parser, "every measurement")
     return parser.parse_args(argv)
 
@@ -228,7 +254,9 @@ def main(argv: list[str] | None = None) -> int:
             from agents.run.distributed import check_split
 
             check_split(config, args.nproc)
-        results = measure(config, args.repeats, args.steps, nproc=args.nproc)
+        if args.overlap and config.env.num_envs < 2:
+            raise ConfigError("--overlap needs env.num_envs >= 2 (two env groups)")
+        results = measure(config, args.repeats, args.steps, nproc=args.nproc, overlap=args.overlap)
     except (ConfigError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -55,7 +55,8 @@ class AtariOptions:
 @dataclass
 class EnvOptions:
     num_envs: int = 8  # parallel environments, each one column of the rollout
-    vectorization: Literal["auto", "sync", "async"] = "auto"  # auto: async for pixel games
+    # auto: async for pixel games; overlap: two async halves, one stepping while the policy acts for the other
+    vectorization: Literal["auto", "sync", "async", "overlap"] = "auto"
     vector_backend: Literal["gymnasium", "envpool"] = "gymnasium"  # envpool: Atari inside envpool's C++ pool
     kwargs: dict = field(default_factory=dict)  # extra keyword arguments for gymnasium.make
     imports: list[str] = field(default_factory=list)  # modules imported before gymnasium.make (register ids)

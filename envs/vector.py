@@ -14,6 +14,7 @@ from envs.atari import is_atari, make_atari
 from envs.layout import with_layout
 from envs.normalize import NormalizeVectorEnv
 from envs.options import ConfigError, EnvOptions, GameSpec
+from envs.overlap import OverlappedVectorEnv
 from envs.pixels import make_pixel_env
 from envs.registry import check_env_id, import_env_modules, wrapper_specs
 
@@ -48,7 +49,8 @@ def _worker_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:
 
 def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorEnv:
     """A Sync or Async vector env (auto: Async for pixel games, whose steps are costly enough to
-    pay for the inter-process traffic; Sync otherwise) of `env.num_envs` copies, in SAME_STEP autoreset mode.
+    pay for the inter-process traffic; Sync otherwise) of `env.num_envs` copies, in SAME_STEP autoreset mode;
+    with `overlap`, two Async halves that a rollout steps in turn (envs/overlap.py).
 
     Why SAME_STEP: when an episode ends at step t, the step returns the next episode's first
     observation and puts the real final observation in info["final_obs"]. Every stored
@@ -78,6 +80,14 @@ def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorE
     vectorization = env_cfg.vectorization
     if vectorization == "auto":
         vectorization = "async" if is_pixel_game(config.env_id, env_cfg) else "sync"
+    if vectorization == "overlap":
+        if env_cfg.num_envs < 2 or env_cfg.normalize_obs or env_cfg.normalize_reward:
+            raise ConfigError(
+                "env.vectorization: overlap steps two groups of envs, so it needs env.num_envs >= 2 "
+                f"(got {env_cfg.num_envs}) and no env.normalize_obs / env.normalize_reward "
+                "(their running statistics span all envs at once)"
+            )
+        return OverlappedVectorEnv(thunks)
     if vectorization == "async":
         envs = gym.vector.AsyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
     else:

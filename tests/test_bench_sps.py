@@ -30,17 +30,33 @@ def test_bound_and_ratios_from_medians():
 
 def test_sps_on_cartpole_reports_every_field(tmp_path, capsys):
     out = tmp_path / "sps.md"
-    argv = ["--config", str(CONFIGS / "cartpole.yaml"), "--repeats", "1", "--steps", "512", "--out", str(out)]
+    argv = ["--config", str(CONFIGS / "cartpole.yaml"), "--repeats", "1", "--steps", "512", "--out", str(out),
+            "--overlap"]
     assert sps.main(argv) == 0
     table = out.read_text()
     assert table in capsys.readouterr().out
-    for row in sps.ROWS:
+    for row in sps.ROWS + (sps.OURS_OVERLAP, sps.RATIO_OVERLAP, sps.RATIO_OVERLAP_ONE):
         line = next(line for line in table.splitlines() if line.startswith(f"| {row} |"))
         value = float(line.split("|")[2])
         assert value > 0, row
     for row in (sps.ENV_ONLY, sps.LEARNER_ONLY, sps.OURS, sps.SB3):  # peak memory of each process
         line = next(line for line in table.splitlines() if line.startswith(f"| {row} |"))
         assert re.fullmatch(r"\s*\d+\s*", line.split("|")[3]), row
+
+
+def test_overlap_rows_are_ratios_of_the_medians():
+    memory = {"maxrss_mib": 100.0, "tree_pss_mib": 90.0}
+    results = {
+        "env": [{"steps_per_s": 1000.0, **memory}],
+        "learner": [{"samples_per_s": 8000.0, "epochs_per_update": 4.0, **memory}],
+        "ours": [{"steps_per_s": 400.0, **memory}],
+        "sb3": [{"steps_per_s": 250.0, **memory}],
+        "overlap": [{"steps_per_s": s, **memory} for s in (100.0, 500.0, 900.0)],  # median 500
+    }
+    summary = sps.summarise(results)
+    assert summary[sps.OURS_OVERLAP]["value"] == 500.0
+    assert summary[sps.RATIO_OVERLAP]["value"] == 2.0
+    assert summary[sps.RATIO_OVERLAP_ONE]["value"] == 1.25
 
 
 def test_bad_input_is_one_error_line(capsys):

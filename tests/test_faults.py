@@ -153,6 +153,14 @@ ENV_FAULTS = {
     ("async", "kill"): (
         "error: env tests/FaultyCartPole-v0 worker {index} (pid {pid}) died: killed by SIGKILL"
     ),
+    # two groups of one worker each (envs/overlap.py): group 0 is waited for first
+    ("overlap", "raise"): (
+        "error: env tests/FaultyCartPole-v0 worker 0 (pid {pid}) raised RuntimeError: "
+        "pole snapped at step 100"
+    ),
+    ("overlap", "kill"): (
+        "error: env tests/FaultyCartPole-v0 worker {index} (pid {pid}) died: killed by SIGKILL"
+    ),
 }
 
 

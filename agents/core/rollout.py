@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import gymnasium as gym
 import numpy as np
@@ -41,26 +41,81 @@ def collect_rollout(
     truncation is recorded as a termination instead: for games whose length cap is one of the
     rules (a completion is scored at the cap, nothing follows), V after the end is 0.
     """
-    device = storage.obs.device
+    every_env = slice(None)
     for step in range(storage.num_steps):
-        storage.obs[step] = obs
-        mask = storage.next_mask
-        action, logp, value = agent.act(obs, mask=mask)
-        storage.actions[step], storage.logp[step], storage.values[step] = action, logp, value
-        next_obs, reward, terminated, truncated, infos = envs.step(agent.distribution.to_env(action))
-        if mask is not None:
-            storage.action_masks[step] = mask
-            storage.next_mask = action_mask_of(infos, device)
-        if not bootstrap_truncated:
-            terminated, truncated = terminated | truncated, np.zeros_like(truncated)
-        storage.rewards[step] = torch.as_tensor(reward, device=device)
-        storage.terminated[step] = torch.as_tensor(terminated, device=device)
-        storage.truncated[step] = torch.as_tensor(truncated, device=device)
-        storage.final_values[step] = 0.0
-        bootstrap = np.flatnonzero(truncated & ~terminated)
-        if bootstrap.size:
-            final_obs = np.stack(infos["final_obs"][bootstrap])
-            storage.final_values[step, bootstrap] = agent.value(obs_to_tensor(final_obs, device))
-        on_step_infos(infos)
-        obs = obs_to_tensor(next_obs, device)
+        actions = _choose(agent, storage, step, every_env, obs)
+        result = envs.step(actions)
+        obs = _record(agent, storage, step, every_env, result, bootstrap_truncated)
+        on_step_infos(result[4])
     return obs
+
+
+@torch.inference_mode()
+def collect_rollout_overlapped(
+    agent: ActorCritic,
+    envs: Any,
+    storage: RolloutStorage,
+    obs: torch.Tensor,
+    on_step_infos: Callable[[dict], None],
+    bootstrap_truncated: bool = True,
+) -> torch.Tensor:
+    """collect_rollout for an env in two groups (envs/overlap.py: `group_slices`,
+    `step_group_async`, `step_group_wait`): while group A's workers play step t, the policy
+    picks group B's actions for step t, and while B plays, A's for step t + 1. The segment holds
+    the same rows as collect_rollout's; only the forward passes are split in two.
+    """
+    a, b = envs.group_slices
+    obs_a, obs_b = obs[a], obs[b]
+    envs.step_group_async(0, _choose(agent, storage, 0, a, obs_a))
+    for step in range(storage.num_steps):
+        envs.step_group_async(1, _choose(agent, storage, step, b, obs_b))  # while A steps
+        result = envs.step_group_wait(0)
+        obs_a = _record(agent, storage, step, a, result, bootstrap_truncated)
+        if step + 1 < storage.num_steps:  # the next update's weights pick the next segment's first actions
+            envs.step_group_async(0, _choose(agent, storage, step + 1, a, obs_a))  # while B steps
+        on_step_infos(result[4])
+        result = envs.step_group_wait(1)
+        obs_b = _record(agent, storage, step, b, result, bootstrap_truncated)
+        on_step_infos(result[4])
+    return torch.cat([obs_a, obs_b])
+
+
+def _choose(
+    agent: ActorCritic, storage: RolloutStorage, step: int, envs: slice, obs: torch.Tensor
+) -> Any:
+    """a_t ~ π(·|s_t) for the envs in `envs`, stored with s_t, log π(a_t|s_t), V(s_t) and the
+    valid-action mask of s_t; returned in the env's own form."""
+    mask = None if storage.next_mask is None else storage.next_mask[envs]
+    action, logp, value = agent.act(obs, mask=mask)
+    storage.obs[step, envs] = obs
+    storage.actions[step, envs], storage.logp[step, envs], storage.values[step, envs] = action, logp, value
+    if mask is not None:
+        storage.action_masks[step, envs] = mask
+    return agent.distribution.to_env(action)
+
+
+def _record(
+    agent: ActorCritic,
+    storage: RolloutStorage,
+    step: int,
+    envs: slice,
+    result: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict],
+    bootstrap_truncated: bool,
+) -> torch.Tensor:
+    """Store what a vector step of the envs in `envs` returned (r_t, the episode ends, the
+    bootstrap values of truncations, the next mask); return s_{t+1} as a tensor."""
+    device = storage.obs.device
+    next_obs, reward, terminated, truncated, infos = result
+    if storage.next_mask is not None:
+        storage.next_mask[envs] = action_mask_of(infos, device)
+    if not bootstrap_truncated:
+        terminated, truncated = terminated | truncated, np.zeros_like(truncated)
+    storage.rewards[step, envs] = torch.as_tensor(reward, device=device)
+    storage.terminated[step, envs] = torch.as_tensor(terminated, device=device)
+    storage.truncated[step, envs] = torch.as_tensor(truncated, device=device)
+    storage.final_values[step, envs] = 0.0
+    bootstrap = np.flatnonzero(truncated & ~terminated)
+    if bootstrap.size:
+        final_obs = np.stack(infos["final_obs"][bootstrap])
+        storage.final_values[step, envs][bootstrap] = agent.value(obs_to_tensor(final_obs, device))
+    return obs_to_tensor(next_obs, device)

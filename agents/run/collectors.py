@@ -21,7 +21,7 @@ import torch
 
 from agents.config import TrainConfig
 from agents.core.batch import Batch
-from agents.core.rollout import action_mask_of, collect_rollout, obs_to_tensor
+from agents.core.rollout import action_mask_of, collect_rollout, collect_rollout_overlapped, obs_to_tensor
 from agents.core.storage import RolloutStorage
 from agents.networks.actor_critic import ActorCritic
 from agents.rlhf.grpo import collect_groups
@@ -114,6 +114,9 @@ class SegmentCollector:
             actions.action_shape, actions.action_dtype, mask_size,
         )
         self.obs: torch.Tensor | None = None
+        # env.vectorization overlap (envs/overlap.py): two env groups, each stepping while the policy
+        # picks the other's actions.
+        self.play = collect_rollout_overlapped if hasattr(envs, "group_slices") else collect_rollout
 
     def restart(self, seed: int) -> None:
         """Reset every env with `seed`: the episodes in progress restart (as they do on resume)."""
@@ -127,7 +130,7 @@ class SegmentCollector:
         ppo, storage, reference, recorder = self.config.ppo, self.storage, self.reference, self.recorder
         episodes_before = recorder.logger.episodes if recorder else 0
         on_step_infos = recorder.on_step_infos if recorder else _ignore
-        self.obs = collect_rollout(
+        self.obs = self.play(
             self.agent, self.envs, storage, self.obs, on_step_infos, self.config.env.bootstrap_truncated
         )
         token_kl = ref_logp = None

@@ -16,6 +16,8 @@ import gymnasium as gym
 import torch
 from gymnasium.vector import AsyncVectorEnv
 
+from envs.overlap import OverlappedVectorEnv
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -171,7 +173,7 @@ class GuardedEnv:
         # gymnasium logs a failing worker's whole traceback (as warnings) before raising its
         # exception again here; the trainer's one `error:` line says it instead. Only the
         # parent side of an async env is silenced: a sync env's own warnings still show.
-        self.quiet = isinstance(env, AsyncVectorEnv)
+        self.quiet = bool(_worker_groups(env))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.env, name)
@@ -181,6 +183,12 @@ class GuardedEnv:
 
     def reset(self, **kwargs: Any) -> Any:
         return self._guarded("reset", **kwargs)
+
+    def step_group_async(self, group: int, actions: Any) -> None:  # envs/overlap.py
+        return self._guarded("step_group_async", group, actions)
+
+    def step_group_wait(self, group: int) -> Any:
+        return self._guarded("step_group_wait", group)
 
     def _guarded(self, method: str, *args: Any, **kwargs: Any) -> Any:
         level = gym.logger.min_level
@@ -194,17 +202,29 @@ class GuardedEnv:
             gym.logger.min_level = level
 
 
-def _dead_worker(envs: AsyncVectorEnv, wait: float = 1.0) -> tuple[int, int | None] | None:
-    """(index, exit code) of a worker that raised (gymnasium drops its pipe) or died; a killed
+def _worker_groups(env: Any) -> list[tuple[int, AsyncVectorEnv]]:
+    """(index of its first env, group) of each set of env worker processes behind `env`."""
+    if isinstance(env, AsyncVectorEnv):
+        return [(0, env)]
+    if isinstance(env, OverlappedVectorEnv):
+        return [(part.start, group) for part, group in zip(env.group_slices, env.groups)]
+    return []
+
+
+def _dead_worker(env: Any, wait: float = 1.0) -> tuple[int, int, int | None] | None:
+    """(index, pid, exit code) of a worker that raised (gymnasium drops its pipe) or died; a killed
     worker may close its pipe a moment before the kernel reports it dead, hence the short wait."""
-    for index, pipe in enumerate(envs.parent_pipes):
-        if pipe is None:
-            return index, None
+    groups = _worker_groups(env)
+    for first, group in groups:
+        for index, pipe in enumerate(group.parent_pipes):
+            if pipe is None:
+                return first + index, group.processes[index].pid, None
     deadline = time.monotonic() + wait
     while True:
-        for index, process in enumerate(envs.processes):
-            if process.exitcode is not None:
-                return index, process.exitcode
+        for first, group in groups:
+            for index, process in enumerate(group.processes):
+                if process.exitcode is not None:
+                    return first + index, process.pid, process.exitcode
         if time.monotonic() > deadline:
             return None
         time.sleep(0.01)
@@ -212,12 +232,11 @@ def _dead_worker(envs: AsyncVectorEnv, wait: float = 1.0) -> tuple[int, int | No
 
 def describe_env_failure(env: Any, env_id: str, index: int | None, exc: Exception) -> str:
     raised = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    if isinstance(env, AsyncVectorEnv):
+    if _worker_groups(env):
         dead = _dead_worker(env)
         if dead is None:
             return f"env {env_id} (async workers) failed: {raised}"
-        index, exitcode = dead
-        pid = env.processes[index].pid
+        index, pid, exitcode = dead
         if exitcode is None:
             return f"env {env_id} worker {index} (pid {pid}) raised {raised}"
         if exitcode < 0:
@@ -231,13 +250,13 @@ def close_envs(envs: gym.vector.VectorEnv | list[gym.Env], failed: bool) -> None
     """Close the training envs; after a failure, terminate async workers instead of waiting for
     replies a dead worker will never send (gymnasium's close would wait for, or raise on, them)."""
     for env in envs if isinstance(envs, list) else [envs]:
-        if failed and isinstance(env, AsyncVectorEnv):
-            env._state = type(env._state).DEFAULT  # nothing pending is worth waiting for now
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                try:
-                    env.close(terminate=True)
-                except Exception:  # a broken pipe on the way out changes nothing: the run has failed
-                    pass
-        else:
-            env.close()
+        if failed and _worker_groups(env):
+            for _, group in _worker_groups(env):
+                group._state = type(group._state).DEFAULT  # nothing pending is worth waiting for now
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    try:
+                        group.close(terminate=True)
+                    except Exception:  # a broken pipe on the way out changes nothing: the run has failed
+                        pass
+        env.close()

@@ -254,8 +254,10 @@ def main(argv: list[str] | None = None) -> int:
             from agents.run.distributed import check_split
 
             check_split(config, args.nproc)
-        if args.overlap and config.env.num_envs < 2:
-            raise ConfigError("--overlap needs env.num_envs >= 2 (two env groups)")
+        if args.overlap:
+            from envs.vector import check_overlap
+
+            check_overlap(config.env)
         results = measure(config, args.repeats, args.steps, nproc=args.nproc, overlap=args.overlap)
     except (ConfigError, BenchError) as exc:
         print(f"error: {exc}", file=sys.stderr)

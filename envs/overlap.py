@@ -88,5 +88,11 @@ class OverlappedVectorEnv(gym.vector.VectorEnv):
         return obs, rewards, terminated, truncated, infos
 
     def close_extras(self, **kwargs: Any) -> None:
-        for group in self.groups:
-            group.close(**kwargs)
+        errors = []
+        for group in self.groups:  # each in turn, so that one failing does not leave the other open
+            try:
+                group.close(**kwargs)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise errors[0]

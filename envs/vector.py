@@ -63,6 +63,8 @@ def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorE
     """
     env_cfg = config.env
     check_env_id(config.env_id, env_cfg.imports)
+    if env_cfg.vectorization == "overlap":
+        check_overlap(env_cfg)
     if env_cfg.vector_backend == "envpool":
         return _make_envpool(config)
     # Build one env in this process first: a bad kwarg is then reported as a config error
@@ -81,12 +83,6 @@ def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorE
     if vectorization == "auto":
         vectorization = "async" if is_pixel_game(config.env_id, env_cfg) else "sync"
     if vectorization == "overlap":
-        if env_cfg.num_envs < 2 or env_cfg.normalize_obs or env_cfg.normalize_reward:
-            raise ConfigError(
-                "env.vectorization: overlap steps two groups of envs, so it needs env.num_envs >= 2 "
-                f"(got {env_cfg.num_envs}) and no env.normalize_obs / env.normalize_reward "
-                "(their running statistics span all envs at once)"
-            )
         return OverlappedVectorEnv(thunks)
     if vectorization == "async":
         envs = gym.vector.AsyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
@@ -95,6 +91,21 @@ def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorE
     if env_cfg.normalize_obs or env_cfg.normalize_reward:
         envs = NormalizeVectorEnv(envs, env_cfg.normalize_obs, env_cfg.normalize_reward, gamma)
     return envs
+
+
+def check_overlap(env_cfg: EnvOptions) -> None:
+    """Refuse what env.vectorization: overlap cannot split into two env groups."""
+    if env_cfg.num_envs < 2 or env_cfg.normalize_obs or env_cfg.normalize_reward:
+        raise ConfigError(
+            "env.vectorization: overlap steps two groups of envs, so it needs env.num_envs >= 2 "
+            f"(got {env_cfg.num_envs}) and no env.normalize_obs / env.normalize_reward "
+            "(their running statistics span all envs at once)"
+        )
+    if env_cfg.vector_backend != "gymnasium":
+        raise ConfigError(
+            "env.vectorization: overlap runs gymnasium's worker processes; "
+            f"env.vector_backend: {env_cfg.vector_backend} has its own"
+        )
 
 
 def _make_envpool(config: GameSpec) -> gym.vector.VectorEnv:

@@ -63,3 +63,10 @@ def test_bad_input_is_one_error_line(capsys):
     assert sps.main(["--config", str(CONFIGS / "cartpole.yaml"), "--steps", "10"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "batch" in err[0]
+
+
+def test_overlap_that_cannot_split_is_refused_before_measuring(capsys):
+    argv = ["--config", str(CONFIGS / "cartpole.yaml"), "--overlap", "--set", "env.normalize_obs=true"]
+    assert sps.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: env.vectorization: overlap")

@@ -108,11 +108,40 @@ def test_reset_seeds_env_i_with_seed_plus_i_across_groups():
     np.testing.assert_array_equal(obs, expected)
 
 
-@pytest.mark.parametrize("bad", [{"num_envs": 1}, {"num_envs": 4, "normalize_obs": True}])
+@pytest.mark.parametrize(
+    "bad", [{"num_envs": 1}, {"num_envs": 4, "normalize_obs": True}, {"vector_backend": "envpool"}]
+)
 def test_overlap_refuses_what_it_cannot_split(bad):
     config = config_from_dict({"env_id": "CartPole-v1", "env": {"vectorization": "overlap", **bad}})
     with pytest.raises(ConfigError, match="env.vectorization: overlap"):
         make_vector_env(config)
+
+
+def test_a_stop_midway_leaves_no_step_under_way():
+    """A stop request raised between env steps (EpisodeRecorder) while the other group is stepping:
+    that step is collected before the exception goes on, so the workers can be closed at once."""
+
+    class Stop(Exception):
+        pass
+
+    calls = 0
+
+    def stop_at_the_third_infos(infos):
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise Stop
+
+    config = config_from_dict({"env_id": "CartPole-v1", "env": {"num_envs": 4, "vectorization": "overlap"}})
+    envs = make_vector_env(config)
+    storage = RolloutStorage(8, 4, (4,), torch.float32, torch.device("cpu"))
+    obs, _ = envs.reset(seed=0)
+    with pytest.raises(Stop):
+        collect_rollout_overlapped(
+            LinearModeAgent(4, 2), envs, storage, torch.as_tensor(obs), stop_at_the_third_infos
+        )
+    assert [group._state.name for group in envs.groups] == ["DEFAULT", "DEFAULT"]
+    envs.close()
 
 
 def test_a_run_with_overlap_trains_and_counts_every_env_step(tmp_path):

@@ -66,17 +66,37 @@ def collect_rollout_overlapped(
     """
     a, b = envs.group_slices
     obs_a, obs_b = obs[a], obs[b]
-    envs.step_group_async(0, _choose(agent, storage, 0, a, obs_a))
-    for step in range(storage.num_steps):
-        envs.step_group_async(1, _choose(agent, storage, step, b, obs_b))  # while A steps
-        result = envs.step_group_wait(0)
-        obs_a = _record(agent, storage, step, a, result, bootstrap_truncated)
-        if step + 1 < storage.num_steps:  # the next update's weights pick the next segment's first actions
-            envs.step_group_async(0, _choose(agent, storage, step + 1, a, obs_a))  # while B steps
-        on_step_infos(result[4])
-        result = envs.step_group_wait(1)
-        obs_b = _record(agent, storage, step, b, result, bootstrap_truncated)
-        on_step_infos(result[4])
+    pending: set[int] = set()  # groups whose step was sent and not yet received
+
+    def send(group: int, actions: Any) -> None:
+        envs.step_group_async(group, actions)
+        pending.add(group)
+
+    def receive(group: int) -> tuple:
+        pending.discard(group)  # a wait that raises leaves nothing to collect
+        return envs.step_group_wait(group)
+
+    try:
+        send(0, _choose(agent, storage, 0, a, obs_a))
+        for step in range(storage.num_steps):
+            send(1, _choose(agent, storage, step, b, obs_b))  # while A steps
+            result = receive(0)
+            obs_a = _record(agent, storage, step, a, result, bootstrap_truncated)
+            if step + 1 < storage.num_steps:  # the next segment's first actions come from the next weights
+                send(0, _choose(agent, storage, step + 1, a, obs_a))  # while B steps
+            on_step_infos(result[4])
+            result = receive(1)
+            obs_b = _record(agent, storage, step, b, result, bootstrap_truncated)
+            on_step_infos(result[4])
+    except Exception:
+        # A stop request or a failure midway: collect the steps still under way, so that the workers
+        # are idle when the trainer closes them (the segment is thrown away anyway).
+        for group in pending:
+            try:
+                envs.step_group_wait(group)
+            except Exception:  # the first error is the one to report
+                pass
+        raise
     return torch.cat([obs_a, obs_b])
 
 

@@ -259,4 +259,6 @@ def close_envs(envs: gym.vector.VectorEnv | list[gym.Env], failed: bool) -> None
                         group.close(terminate=True)
                     except Exception:  # a broken pipe on the way out changes nothing: the run has failed
                         pass
-        env.close()
+            env.closed = True  # its workers are gone: a normal close would wait on their pipes
+        else:
+            env.close()

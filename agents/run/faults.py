@@ -250,8 +250,9 @@ def close_envs(envs: gym.vector.VectorEnv | list[gym.Env], failed: bool) -> None
     """Close the training envs; after a failure, terminate async workers instead of waiting for
     replies a dead worker will never send (gymnasium's close would wait for, or raise on, them)."""
     for env in envs if isinstance(envs, list) else [envs]:
-        if failed and _worker_groups(env):
-            for _, group in _worker_groups(env):
+        groups = _worker_groups(env)
+        if failed and groups:
+            for _, group in groups:
                 group._state = type(group._state).DEFAULT  # nothing pending is worth waiting for now
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")

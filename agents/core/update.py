@@ -38,6 +38,29 @@ class GradientSync(Protocol):
         ...
 
 
+class NonFiniteGradient(ArithmeticError):
+    """A gradient holding NaN or ±inf, found before the optimizer step that would spread it into
+    every weight; `parameter` names the first such parameter in module order."""
+
+    def __init__(self, parameter: str) -> None:
+        super().__init__(f"non-finite gradient in {parameter}")
+        self.parameter = parameter
+
+
+def clip_gradients(named_parameters: list[tuple[str, nn.Parameter]], max_norm: float) -> None:
+    """Global-norm clipping, g ← g · min(1, c / (‖g‖₂ + 1e-6)) with ‖g‖₂ over all gradients, after
+    checking that norm is finite: one NaN makes c / ‖g‖₂ NaN and with it every gradient, hiding
+    where it came from, so NonFiniteGradient is raised first, naming the culprit. (A finite norm
+    that overflows float32 to inf scales every gradient to 0 instead, as clip_grad_norm_ does.)"""
+    gradients = [p.grad for _, p in named_parameters if p.grad is not None]
+    total_norm = nn.utils.get_total_norm(gradients)
+    if not torch.isfinite(total_norm):
+        for name, parameter in named_parameters:
+            if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
+                raise NonFiniteGradient(name)
+    nn.utils.clip_grads_with_norm_([p for _, p in named_parameters], max_norm, total_norm)
+
+
 def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
     """(Â − mean(Â)) / (std(Â) + 1e-8) over the minibatch (std with Bessel's correction)."""
     return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -80,7 +103,8 @@ def ppo_update(
     """`config.update_epochs` passes over `batch`, one Adam step per minibatch of `minibatches`.
 
     Each step minimises ppo_loss (agents/core/loss.py) with advantages normalised per minibatch,
-    then clips the global gradient norm; with `target_kl`, the epochs stop early once the
+    then clips the global gradient norm (raising NonFiniteGradient before any weight moves if a
+    gradient is NaN or ±inf); with `target_kl`, the epochs stop early once the
     approximate KL passes it. `kl_coef`: β of the KL-penalty loss (None: clipped surrogate);
     `ref_kl_coef`: weight of the KL-to-reference term, when the batch has ref_logp.
     `extra_loss`, if given, is called once per minibatch and its value added to that minibatch's
@@ -95,6 +119,9 @@ def ppo_update(
     returned metrics taken on the ranks' mean.
     """
     normalize = sync.normalize_advantages if sync is not None else normalize_advantages
+    # Listed once: walking the module tree at every step costs as much as a small layer.
+    named_parameters = [(name, p) for name, p in agent.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named_parameters]
     sums: dict[str, float] = {}
     count = 0
     stop = False
@@ -130,8 +157,8 @@ def ppo_update(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if sync is not None:
-                sync.average_gradients(list(agent.parameters()))
-            nn.utils.clip_grad_norm_(agent.parameters(), config.max_grad_norm)
+                sync.average_gradients(parameters)
+            clip_gradients(named_parameters, config.max_grad_norm)
             optimizer.step()
 
             for name in LOGGED_TERMS:

@@ -118,35 +118,13 @@ def signal_name(signum: int) -> str:
 
 
 class FiniteChecks:
-    """Stops training at the first non-finite gradient, loss or parameter.
+    """Stops training at the first non-finite loss or parameter after an update. Gradients are
+    checked inside the update itself, before the step that would spread a NaN into every weight
+    (agents/core/update.py: clip_gradients raises NonFiniteGradient); the learner reports it
+    through the same NonFiniteError."""
 
-    Gradients are checked before the optimizer step that would spread a NaN into every weight.
-    The check must see them before clip_grad_norm_, which multiplies every gradient by
-    max_norm / total_norm: one NaN anywhere makes all of them NaN, hiding which tensor it came
-    from. So each parameter's gradient leaves a finiteness flag as backward accumulates it (one
-    reduction, no synchronisation) and a step pre-hook reads all flags at once.
-    """
-
-    def __init__(self, agent: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
+    def __init__(self, agent: torch.nn.Module) -> None:
         self.agent = agent
-        self.flags: dict[str, torch.Tensor] = {}
-        for name, parameter in agent.named_parameters():
-            if parameter.requires_grad:
-                parameter.register_post_accumulate_grad_hook(self._flagger(name))
-        optimizer.register_step_pre_hook(self._check_gradients)
-
-    def _flagger(self, name: str):
-        def flag(parameter: torch.Tensor) -> None:
-            self.flags[name] = torch.isfinite(parameter.grad).all()
-
-        return flag
-
-    def _check_gradients(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        flags, self.flags = self.flags, {}
-        if flags and not bool(torch.stack(list(flags.values())).all()):
-            names = [name for name, _ in self.agent.named_parameters()]  # report in module order
-            culprit = next(name for name in names if name in flags and not bool(flags[name]))
-            raise NonFiniteError(f"gradient in {culprit}")
 
     def check_update(self, metrics: dict[str, float]) -> None:
         """After an update: the minibatch losses (their mean is non-finite if any was) and the weights."""

@@ -14,13 +14,13 @@ from torch.utils.tensorboard import SummaryWriter
 from agents.config import TrainConfig, config_to_dict
 from agents.core.batch import Batch
 from agents.core.schedules import KLPenaltyCoefficient
-from agents.core.update import GradientSync, ShuffledMinibatches, ppo_update
+from agents.core.update import GradientSync, NonFiniteGradient, ShuffledMinibatches, ppo_update
 from agents.networks.transformer import TransformerActorCritic
 from agents.rlhf.reference import ReferencePolicy
 from agents.run import setup
 from agents.run.checkpoint import CheckpointError, mismatch_error
 from agents.run.collectors import Rollout
-from agents.run.faults import FiniteChecks
+from agents.run.faults import FiniteChecks, NonFiniteError
 from agents.run.resume import ResumePoint
 from agents.run.state import TrainState, capture_rng, restore_rng
 
@@ -45,7 +45,7 @@ class Learner:
         self.mask_size = setup.action_mask_size(config, envs)  # n with invalid-action masking, else None
         self.optimizer = setup.make_optimizer(config, self.agent)
         self.spaces = setup.model_spaces(config, envs)  # saved with the model: predict needs no env
-        self.finite_checks = FiniteChecks(self.agent, self.optimizer)
+        self.finite_checks = FiniteChecks(self.agent)
         self.minibatch_rng = torch.Generator().manual_seed(config.seed)
         self.minibatches = ShuffledMinibatches(self.minibatch_rng)
         # GRPO's prompts and PPO-ptx's corpus batches: one generator, saved in checkpoints, so a
@@ -71,12 +71,15 @@ class Learner:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.agent.train()
-        metrics = ppo_update(
-            self.agent, self.optimizer, batch, self.config.ppo, clip_coef,
-            self.kl_penalty.value if self.kl_penalty else None, self.minibatches,
-            ref_kl_coef=self.reference.loss_coef if self.reference else 0.0, extra_loss=self.ptx,
-            sync=self.sync,
-        )
+        try:
+            metrics = ppo_update(
+                self.agent, self.optimizer, batch, self.config.ppo, clip_coef,
+                self.kl_penalty.value if self.kl_penalty else None, self.minibatches,
+                ref_kl_coef=self.reference.loss_coef if self.reference else 0.0, extra_loss=self.ptx,
+                sync=self.sync,
+            )
+        except NonFiniteGradient as exc:
+            raise NonFiniteError(f"gradient in {exc.parameter}") from None
         self.finite_checks.check_update(metrics)
         return metrics
 

@@ -194,7 +194,11 @@ def action_mask_size(config: TrainConfig, envs: Envs) -> int | None:
 
 def make_optimizer(config: TrainConfig, agent: ActorCritic) -> torch.optim.Adam:
     # Adam's moments start at the first step: creating it before the SFT stage changes nothing.
-    return torch.optim.Adam(agent.parameters(), lr=config.ppo.learning_rate, eps=config.ppo.adam_eps)
+    # fused: one kernel per step for all parameters instead of about ten small ops per tensor
+    # (CartPole's learner spends a fifth of its time in the per-tensor loop otherwise); the same
+    # update to float rounding, on CPU and CUDA alike.
+    ppo = config.ppo
+    return torch.optim.Adam(agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps, fused=True)
 
 
 def make_ptx(config: TrainConfig, agent: ActorCritic, rng: np.random.Generator) -> PtxTerm | None:

@@ -82,6 +82,9 @@ def play(env_id: str, vectorization: str, num_envs: int, num_steps: int = 40, se
     return rows, sorted(episodes), obs
 
 
+NETWORK_OUTPUTS = ("logp", "values", "final_values")
+
+
 @pytest.mark.parametrize(
     "env_id, num_envs", [("CartPole-v1", 4), ("tests/Counter-v0", 3), ("tests/MaskedIdentity-v0", 5)]
 )
@@ -93,7 +96,12 @@ def test_overlapped_rollouts_hold_the_rows_of_one_vector_env(env_id, num_envs):
     rows, episodes, obs = play(env_id, "overlap", num_envs)
     for expected, got in zip(expected_rows, rows):
         for name in expected:
-            torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)
+            if name in NETWORK_OUTPUTS:
+                # A forward pass over half the envs may round differently from one over all of them
+                # (the CPU's matmul kernels block by batch size): equal to float32 precision.
+                torch.testing.assert_close(got[name], expected[name], msg=name)
+            else:
+                torch.testing.assert_close(got[name], expected[name], rtol=0, atol=0, msg=name)
     assert episodes == expected_episodes and len(episodes) > 0
     torch.testing.assert_close(obs, expected_obs, rtol=0, atol=0)
     if env_id == "tests/Counter-v0":

@@ -152,6 +152,40 @@ def test_a_stop_midway_leaves_no_step_under_way():
     envs.close()
 
 
+def test_forward_passes_run_on_one_thread_and_the_count_is_restored_after():
+    """The forward passes share the cores with the other group's workers: one torch thread, so none
+    waits for a core a worker holds; the learner gets its threads back after the rollout, also
+    when the rollout raises."""
+
+    class ThreadCountingAgent(LinearModeAgent):
+        counts: list[int] = []
+
+        def act(self, obs, deterministic=False, mask=None):
+            self.counts.append(torch.get_num_threads())
+            return super().act(obs, deterministic, mask)
+
+    config = config_from_dict({"env_id": "CartPole-v1", "env": {"num_envs": 4, "vectorization": "overlap"}})
+    envs = make_vector_env(config)
+    storage = RolloutStorage(8, 4, (4,), torch.float32, torch.device("cpu"))
+    obs, _ = envs.reset(seed=0)
+    agent, before = ThreadCountingAgent(4, 2), torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        collect_rollout_overlapped(agent, envs, storage, torch.as_tensor(obs), lambda infos: None)
+        assert set(agent.counts) == {1} and len(agent.counts) == 2 * 8
+        assert torch.get_num_threads() == 2
+
+        def fail(infos):
+            raise RuntimeError("stop")
+
+        with pytest.raises(RuntimeError):
+            collect_rollout_overlapped(agent, envs, storage, torch.as_tensor(obs), fail)
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+        envs.close()
+
+
 def test_a_run_with_overlap_trains_and_counts_every_env_step(tmp_path):
     """Through train(): every update's env steps are counted and episodes are recorded."""
     from agents.run.trainer import train

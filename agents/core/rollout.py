@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import gymnasium as gym
 import numpy as np
@@ -62,8 +63,33 @@ def collect_rollout_overlapped(
     """collect_rollout for an env in two groups (envs/overlap.py: `group_slices`,
     `step_group_async`, `step_group_wait`): while group A's workers play step t, the policy
     picks group B's actions for step t, and while B plays, A's for step t + 1. The segment holds
-    the same rows as collect_rollout's; only the forward passes are split in two.
+    the same rows as collect_rollout's; only the forward passes are split in two. The forward
+    passes run on one torch thread: they share the cores with the other group's env workers, and a
+    second thread waiting for a core held by a worker stalls every op (BENCHMARKS.md measures it).
     """
+    with torch_threads(1):
+        return _overlapped(agent, envs, storage, obs, on_step_infos, bootstrap_truncated)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` inside the block, restored after it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _overlapped(
+    agent: ActorCritic,
+    envs: Any,
+    storage: RolloutStorage,
+    obs: torch.Tensor,
+    on_step_infos: Callable[[dict], None],
+    bootstrap_truncated: bool,
+) -> torch.Tensor:
     a, b = envs.group_slices
     obs_a, obs_b = obs[a], obs[b]
     pending: set[int] = set()  # groups whose step was sent and not yet received

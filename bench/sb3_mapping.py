@@ -110,7 +110,7 @@ def probe_spaces(config: TrainConfig) -> tuple[gym.Space, gym.Space]:
 def sb3_plan(config: TrainConfig, observation_space: gym.Space, actions: gym.Space | int) -> SB3Plan:
     """Map `config` onto SB3's PPO; MappingError where the meaning cannot be kept."""
     from envs.atari import is_atari
-    from envs.vector import is_pixel_game
+    from envs.vector import is_pixel_game, resolved_vectorization
 
     ppo, env_cfg, net = config.ppo, config.env, config.network
     if config.algo != "ppo":
@@ -193,9 +193,10 @@ def sb3_plan(config: TrainConfig, observation_space: gym.Space, actions: gym.Spa
         "device": config.device,
         "verbose": 0,
     }
-    vectorization = env_cfg.vectorization
-    if vectorization == "auto":  # as envs.vector.make_vector_env decides
-        vectorization = "async" if is_pixel_game(config.env_id, env_cfg) else "sync"
+    vectorization = resolved_vectorization(config.env_id, env_cfg)
+    subproc = vectorization in ("async", "overlap")
+    if env_cfg.num_workers:  # SB3 has no vector env of several envs per process: the better of its two
+        subproc = is_pixel_game(config.env_id, env_cfg)
     threads = config.torch_threads or ((os.cpu_count() or 1) if policy == "CnnPolicy" else 1)
     masked = _masked(config)
     normalize = None
@@ -209,7 +210,7 @@ def sb3_plan(config: TrainConfig, observation_space: gym.Space, actions: gym.Spa
         raise MappingError("action masks: MaskablePPO is compared on Discrete actions only")
     return SB3Plan(
         env_kind="atari" if atari else ("pixels" if env_cfg.pixels else "plain"),
-        vec_env="subproc" if vectorization in ("async", "overlap") else "dummy",
+        vec_env="subproc" if subproc else "dummy",
         policy=policy,
         ppo_kwargs=ppo_kwargs,
         policy_kwargs=policy_kwargs,
@@ -266,6 +267,12 @@ def differences(config: TrainConfig, observation_space: gym.Space, actions: gym.
     if not config.env.bootstrap_truncated:
         notes.append(
             "bootstrap_truncated false: SB3's env gets a wrapper turning truncations into terminations."
+        )
+    if config.env.num_workers:
+        notes.append(
+            f"env.num_workers {config.env.num_workers}: ours steps its envs in that many processes, "
+            "several envs each; SB3 has no such vector env and gets SubprocVecEnv for pixel games, "
+            "DummyVecEnv otherwise."
         )
     return notes
 

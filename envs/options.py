@@ -55,8 +55,13 @@ class AtariOptions:
 @dataclass
 class EnvOptions:
     num_envs: int = 8  # parallel environments, each one column of the rollout
-    # auto: async for pixel games; overlap: two async halves, one stepping while the policy acts for the other
+    # auto: async for pixel games or with num_workers, else sync; overlap: two async halves, one
+    # stepping while the policy acts for the other
     vectorization: Literal["auto", "sync", "async", "overlap"] = "auto"
+    # Env worker processes of async / overlap: 0, one per env (gymnasium's AsyncVectorEnv); K, K
+    # processes stepping about num_envs / K envs each (envs/shards.py; for envs that step in
+    # microseconds). auto becomes async when K > 0. Per rank under torchrun.
+    num_workers: int = 0
     vector_backend: Literal["gymnasium", "envpool"] = "gymnasium"  # envpool: Atari inside envpool's C++ pool
     kwargs: dict = field(default_factory=dict)  # extra keyword arguments for gymnasium.make
     imports: list[str] = field(default_factory=list)  # modules imported before gymnasium.make (register ids)
@@ -75,6 +80,27 @@ class EnvOptions:
     # False where the time limit is a rule of the game rather than a cut of an endless task
     # (token envs score a completion at its length cap): a truncation then counts as terminal.
     bootstrap_truncated: bool = True
+
+    def check_workers(self) -> None:
+        """Refuse an env.num_workers the vectorization cannot use."""
+        workers = self.num_workers
+        if workers < 0 or workers > self.num_envs:
+            raise ConfigError(
+                f"env.num_workers must be between 0 (one process per env) and env.num_envs "
+                f"({self.num_envs}), got {workers}"
+            )
+        if workers and self.vectorization == "sync":
+            raise ConfigError(
+                f"env.num_workers: {workers} starts worker processes, and env.vectorization: sync steps "
+                "every env in this process; use async, overlap or auto"
+            )
+        if workers == 1 and self.vectorization == "overlap":
+            raise ConfigError(
+                "env.vectorization: overlap steps two groups of envs in turn: env.num_workers must be 0 "
+                "(one process per env) or >= 2"
+            )
+        if workers and self.vector_backend != "gymnasium":
+            raise ConfigError("env.num_workers is for gymnasium's vector envs; envpool steps its own threads")
 
     def frame_kwargs(self) -> dict[str, Any]:
         """screen_size, grayscale, frame_stack: the keyword arguments every pixel pipeline takes."""

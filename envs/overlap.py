@@ -17,42 +17,29 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode
 from gymnasium.vector.utils import batch_space
 
-
-def merge_infos(parts: Sequence[tuple[dict[str, Any], int]]) -> dict[str, Any]:
-    """The info dict of one vector env of sum(n) envs from those of vector envs of n envs each
-    (gymnasium's layout: key → array over envs, "_key" → bool mask of the envs that set it; nested
-    dicts alike). An env that did not set a key gets a zero (None for objects) and False."""
-    merged: dict[str, Any] = {}
-    keys = list(dict.fromkeys(key for info, _ in parts for key in info))
-    for key in keys:
-        present = [info[key] for info, _ in parts if key in info]
-        if isinstance(present[0], dict):
-            merged[key] = merge_infos([(info.get(key, {}), n) for info, n in parts])
-            continue
-        like = np.asarray(present[0])
-        filler = (lambda n: np.full(n, None, dtype=object)) if like.dtype == object else (
-            lambda n: np.zeros((n, *like.shape[1:]), dtype=like.dtype)
-        )
-        merged[key] = np.concatenate(
-            [np.asarray(info[key]) if key in info else filler(n) for info, n in parts]
-        )
-    return merged
+from envs.shards import ShardedVectorEnv
+from envs.vector_infos import merge_infos
 
 
 class OverlappedVectorEnv(gym.vector.VectorEnv):
-    """N envs as two AsyncVectorEnv groups (the first ⌈N/2⌉ envs, then the rest), in SAME_STEP
-    autoreset mode. `step` and `reset` act on all N like any vector env; a collector that overlaps
-    calls step_group_async(g, actions) / step_group_wait(g) on `group_slices[g]` instead."""
+    """N envs as two groups (the first ⌈N/2⌉ envs, then the rest), in SAME_STEP autoreset mode:
+    AsyncVectorEnvs (a process per env), or with `num_workers` K ≥ 2 ShardedVectorEnvs of ⌈K/2⌉
+    and ⌊K/2⌋ processes (envs/shards.py). `step` and `reset` act on all N like any vector env; a
+    collector that overlaps calls step_group_async(g, actions) / step_group_wait(g) on
+    `group_slices[g]` instead."""
 
-    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]) -> None:
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]], num_workers: int = 0) -> None:
         if len(env_fns) < 2:
             raise ValueError("an overlapped vector env needs at least 2 envs")
+        if num_workers == 1:
+            raise ValueError("an overlapped vector env needs num_workers 0 (one per env) or >= 2")
         half = (len(env_fns) + 1) // 2
         self.group_slices = [slice(0, half), slice(half, len(env_fns))]
-        self.groups = [
-            AsyncVectorEnv(list(env_fns[part]), autoreset_mode=AutoresetMode.SAME_STEP)
-            for part in self.group_slices
-        ]
+        self.groups: list[AsyncVectorEnv | ShardedVectorEnv] = []
+        for part, workers in zip(self.group_slices, ((num_workers + 1) // 2, num_workers // 2)):
+            fns = list(env_fns[part])
+            self.groups.append(ShardedVectorEnv(fns, min(workers, len(fns))) if num_workers
+                               else AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP))
         first = self.groups[0]
         self.num_envs = len(env_fns)
         self.metadata = dict(first.metadata)

@@ -17,6 +17,7 @@ from envs.options import ConfigError, EnvOptions, GameSpec
 from envs.overlap import OverlappedVectorEnv
 from envs.pixels import make_pixel_env
 from envs.registry import check_env_id, import_env_modules, wrapper_specs
+from envs.shards import ShardedVectorEnv
 
 
 def is_pixel_game(env_id: str, env_cfg: EnvOptions) -> bool:
@@ -48,9 +49,10 @@ def _worker_env(env_id: str, env_cfg: EnvOptions) -> gym.Env:
 
 
 def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorEnv:
-    """A Sync or Async vector env (auto: Async for pixel games, whose steps are costly enough to
-    pay for the inter-process traffic; Sync otherwise) of `env.num_envs` copies, in SAME_STEP autoreset mode;
-    with `overlap`, two Async halves that a rollout steps in turn (envs/overlap.py).
+    """A Sync or Async vector env of `env.num_envs` copies (resolved_vectorization), in SAME_STEP
+    autoreset mode; Async as a process per env, or as env.num_workers processes of several envs
+    each (envs/shards.py); with `overlap`, two Async halves that a rollout steps in turn
+    (envs/overlap.py).
 
     Why SAME_STEP: when an episode ends at step t, the step returns the next episode's first
     observation and puts the real final observation in info["final_obs"]. Every stored
@@ -63,6 +65,7 @@ def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorE
     """
     env_cfg = config.env
     check_env_id(config.env_id, env_cfg.imports)
+    env_cfg.check_workers()
     if env_cfg.vectorization == "overlap":
         check_overlap(env_cfg)
     if env_cfg.vector_backend == "envpool":
@@ -79,18 +82,27 @@ def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorE
         ) from None
 
     thunks: list[Callable[[], gym.Env]] = [partial(_worker_env, config.env_id, env_cfg)] * env_cfg.num_envs
-    vectorization = env_cfg.vectorization
-    if vectorization == "auto":
-        vectorization = "async" if is_pixel_game(config.env_id, env_cfg) else "sync"
+    vectorization = resolved_vectorization(config.env_id, env_cfg)
     if vectorization == "overlap":
-        return OverlappedVectorEnv(thunks)
-    if vectorization == "async":
+        return OverlappedVectorEnv(thunks, env_cfg.num_workers)
+    if vectorization == "async" and env_cfg.num_workers:
+        envs = ShardedVectorEnv(thunks, env_cfg.num_workers)
+    elif vectorization == "async":
         envs = gym.vector.AsyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
     if env_cfg.normalize_obs or env_cfg.normalize_reward:
         envs = NormalizeVectorEnv(envs, env_cfg.normalize_obs, env_cfg.normalize_reward, gamma)
     return envs
+
+
+def resolved_vectorization(env_id: str, env_cfg: EnvOptions) -> str:
+    """env.vectorization with auto decided: async for pixel games (a step costs enough to pay
+    for the traffic to a process per env) and wherever env.num_workers asks for worker processes,
+    sync otherwise."""
+    if env_cfg.vectorization != "auto":
+        return env_cfg.vectorization
+    return "async" if is_pixel_game(env_id, env_cfg) or env_cfg.num_workers else "sync"
 
 
 def check_overlap(env_cfg: EnvOptions) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -31,6 +32,7 @@ checkpoint_interval: {interval}
 env:
   num_envs: 2
   vectorization: {vectorization}
+  num_workers: {workers}
   kwargs: {kwargs}
 ppo:
   num_steps: 32
@@ -40,11 +42,11 @@ ppo:
 
 
 def write_config(
-    path: Path, env_id="CartPole-v1", total=6 * BATCH, interval=2, vectorization="sync", kwargs="{}"
+    path: Path, env_id="CartPole-v1", total=6 * BATCH, interval=2, vectorization="sync", kwargs="{}",
+    workers=0,
 ):
-    path.write_text(
-        TINY.format(env_id=env_id, total=total, interval=interval, vectorization=vectorization, kwargs=kwargs)
-    )
+    path.write_text(TINY.format(env_id=env_id, total=total, interval=interval, vectorization=vectorization,
+                                kwargs=kwargs, workers=workers))
     return path
 
 
@@ -161,6 +163,15 @@ ENV_FAULTS = {
     ("overlap", "kill"): (
         "error: env tests/FaultyCartPole-v0 worker {index} (pid {pid}) died: killed by SIGKILL"
     ),
+    # env.num_workers 2 (envs/shards.py): a worker is named with the envs it steps
+    ("async+workers", "raise"): (
+        "error: env tests/FaultyCartPole-v0 worker 0 (envs 0–0) (pid {pid}) raised RuntimeError: "
+        "pole snapped at step 100"
+    ),
+    ("async+workers", "kill"): (
+        "error: env tests/FaultyCartPole-v0 worker {index} (envs {first}–{last}) (pid {pid}) died: "
+        "killed by SIGKILL"
+    ),
 }
 
 
@@ -168,21 +179,20 @@ ENV_FAULTS = {
 def test_a_failing_env_is_named_after_a_checkpoint_of_the_last_update(vectorization, how, tmp_path, capsys):
     """Env step 100 falls in update 4 (32 steps per update): update 3 is saved, although it is
     not a periodic checkpoint, and the error names the env and what happened."""
+    vectorization, _, workers = vectorization.partition("+")
     config = write_config(
         tmp_path / "config.yaml", env_id="tests/FaultyCartPole-v0", vectorization=vectorization,
-        kwargs=f"{{fail_at: 100, how: {how}}}",
+        kwargs=f"{{fail_at: 100, how: {how}}}", workers=2 if workers else 0,
     )
     run = tmp_path / "run"
     status, out, err = main_in_process(capsys, "--config", str(config), "--no-progress", f"run_dir={run}")
     assert status == 1
     (line,) = err.splitlines()
     head, _, tail = line.partition("; checkpoint ")
-    expected = ENV_FAULTS[(vectorization, how)]
-    if "{" in expected:  # worker pids are not known in advance
-        prefix, _, rest = expected.partition(" worker ")
-        assert head.startswith(prefix + " worker ") and head.endswith(expected.rpartition(")")[2]), head
-    else:
-        assert head == expected
+    expected = ENV_FAULTS[(vectorization + ("+workers" if workers else ""), how)]
+    # Worker pids, and which worker is found dead first, are not known in advance: numbers.
+    pattern = re.sub(r"\\\{\w+\\\}", r"\\d+", re.escape(expected))
+    assert re.fullmatch(pattern, head), (head, pattern)
     saved = run / "checkpoints" / "update_000003.pt"
     resume = command("train.py", "--resume", str(run))  # the interpreter that ran, as typed from here
     assert tail == f"{saved} (update 3, global step {3 * BATCH}); continue with: {resume}"

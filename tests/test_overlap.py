@@ -54,8 +54,9 @@ class LinearModeAgent(ActorCritic):
         return super().act(obs, deterministic=True, mask=mask)
 
 
-def play(env_id: str, vectorization: str, num_envs: int, num_steps: int = 40, segments: int = 2):
-    env = {"num_envs": num_envs, "vectorization": vectorization}
+def play(env_id: str, vectorization: str, num_envs: int, num_steps: int = 40, segments: int = 2,
+         num_workers: int = 0):
+    env = {"num_envs": num_envs, "vectorization": vectorization, "num_workers": num_workers}
     config = config_from_dict({"env_id": env_id, "env": env})
     envs = make_vector_env(config)
     space = envs.single_observation_space

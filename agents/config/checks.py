@@ -31,6 +31,7 @@ def validate(config: TrainConfig) -> None:
     require(config.dist_timeout > 0, "dist_timeout must be > 0 (seconds)")
     require(config.torch_threads >= 0, "torch_threads must be >= 0 (0: one per core)")
     require(env.num_envs > 0, "env.num_envs must be > 0")
+    env.check_workers()
     require(env.screen_size > 0, "env.screen_size must be > 0")
     require(env.frame_stack > 0, "env.frame_stack must be > 0")
     require(env.atari.noop_max >= 0, "env.atari.noop_max must be >= 0")

@@ -71,6 +71,22 @@ def collect_rollout_overlapped(
         return _overlapped(agent, envs, storage, obs, on_step_infos, bootstrap_truncated)
 
 
+def collect_rollout_beside_workers(
+    agent: ActorCritic,
+    envs: Any,
+    storage: RolloutStorage,
+    obs: torch.Tensor,
+    on_step_infos: Callable[[dict], None],
+    bootstrap_truncated: bool = True,
+) -> torch.Tensor:
+    """collect_rollout with the forward passes on one torch thread, for envs stepped by worker
+    processes that fill the cores (envs/shards.py): a policy spread over several threads keeps
+    them spinning for a core after each op while the workers step (MinAtar SpaceInvaders, 2
+    workers of 32 envs on 2 cores: 0.8× a SyncVectorEnv with two threads, BENCHMARKS.md)."""
+    with torch_threads(1):
+        return collect_rollout(agent, envs, storage, obs, on_step_infos, bootstrap_truncated)
+
+
 @contextmanager
 def torch_threads(count: int) -> Iterator[None]:
     """torch's intra-op thread count set to `count` inside the block, restored after it."""

@@ -21,7 +21,13 @@ import torch
 
 from agents.config import TrainConfig
 from agents.core.batch import Batch
-from agents.core.rollout import action_mask_of, collect_rollout, collect_rollout_overlapped, obs_to_tensor
+from agents.core.rollout import (
+    action_mask_of,
+    collect_rollout,
+    collect_rollout_beside_workers,
+    collect_rollout_overlapped,
+    obs_to_tensor,
+)
 from agents.core.storage import RolloutStorage
 from agents.networks.actor_critic import ActorCritic
 from agents.rlhf.grpo import collect_groups
@@ -115,8 +121,12 @@ class SegmentCollector:
         )
         self.obs: torch.Tensor | None = None
         # env.vectorization overlap (envs/overlap.py): two env groups, each stepping while the policy
-        # picks the other's actions.
-        self.play = collect_rollout_overlapped if hasattr(envs, "group_slices") else collect_rollout
+        # picks the other's actions; env.num_workers (envs/shards.py): workers that fill the cores.
+        self.play = collect_rollout
+        if hasattr(envs, "group_slices"):
+            self.play = collect_rollout_overlapped
+        elif hasattr(envs, "worker_slices"):
+            self.play = collect_rollout_beside_workers
 
     def restart(self, seed: int) -> None:
         """Reset every env with `seed`: the episodes in progress restart (as they do on resume)."""

@@ -55,12 +55,12 @@ class Distributed:
     def local_config(self, config: TrainConfig) -> TrainConfig:
         """This rank's share of `config`: num_envs / world size envs (the minibatch count stays,
         so each minibatch is split alike), stepped in the rank's own process unless
-        env.vectorization says otherwise; one torch thread unless torch_threads says otherwise
-        (each rank keeps one core busy: the CleanRL multigpu finding)."""
+        env.vectorization or env.num_workers says otherwise; one torch thread unless torch_threads
+        says otherwise (each rank keeps one core busy: the CleanRL multigpu finding)."""
         local = copy.deepcopy(config)
         local.env.num_envs = config.env.num_envs // self.world_size
         local.torch_threads = config.torch_threads or 1
-        if config.env.vectorization == "auto":
+        if config.env.vectorization == "auto" and not config.env.num_workers:
             # The rank is the unit of parallelism: it steps its own envs in its own process, with no
             # frames crossing process boundaries (env worker processes would fight it for the core).
             local.env.vectorization = "sync"

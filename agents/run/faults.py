@@ -17,6 +17,7 @@ import torch
 from gymnasium.vector import AsyncVectorEnv
 
 from envs.overlap import OverlappedVectorEnv
+from envs.shards import ShardedVectorEnv
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -180,29 +181,43 @@ class GuardedEnv:
             gym.logger.min_level = level
 
 
-def _worker_groups(env: Any) -> list[tuple[int, AsyncVectorEnv]]:
+def _worker_groups(env: Any) -> list[tuple[int, AsyncVectorEnv | ShardedVectorEnv]]:
     """(index of its first env, group) of each set of env worker processes behind `env`."""
-    if isinstance(env, AsyncVectorEnv):
+    if isinstance(env, (AsyncVectorEnv, ShardedVectorEnv)):
         return [(0, env)]
     if isinstance(env, OverlappedVectorEnv):
         return [(part.start, group) for part, group in zip(env.group_slices, env.groups)]
     return []
 
 
-def _dead_worker(env: Any, wait: float = 1.0) -> tuple[int, int, int | None] | None:
-    """(index, pid, exit code) of a worker that raised (gymnasium drops its pipe) or died; a killed
+def _workers(env: Any) -> list[tuple[str, Any, Any]]:
+    """(name, process, parent pipe) of every env worker process behind `env`: "worker i" where
+    worker i steps env i (AsyncVectorEnv), "worker k (envs a–b)" where it steps several."""
+    workers, number = [], 0
+    for first, group in _worker_groups(env):
+        for index, (process, pipe) in enumerate(zip(group.processes, group.parent_pipes)):
+            if isinstance(group, ShardedVectorEnv):
+                part = group.worker_slices[index]
+                name = f"worker {number} (envs {first + part.start}–{first + part.stop - 1})"
+            else:
+                name = f"worker {first + index}"
+            workers.append((name, process, pipe))
+            number += 1
+    return workers
+
+
+def _dead_worker(env: Any, wait: float = 1.0) -> tuple[str, int, int | None] | None:
+    """(name, pid, exit code) of a worker that raised (its pipe is dropped) or died; a killed
     worker may close its pipe a moment before the kernel reports it dead, hence the short wait."""
-    groups = _worker_groups(env)
-    for first, group in groups:
-        for index, pipe in enumerate(group.parent_pipes):
-            if pipe is None:
-                return first + index, group.processes[index].pid, None
+    workers = _workers(env)
+    for name, process, pipe in workers:
+        if pipe is None:
+            return name, process.pid, None
     deadline = time.monotonic() + wait
     while True:
-        for first, group in groups:
-            for index, process in enumerate(group.processes):
-                if process.exitcode is not None:
-                    return first + index, process.pid, process.exitcode
+        for name, process, _ in workers:
+            if process.exitcode is not None:
+                return name, process.pid, process.exitcode
         if time.monotonic() > deadline:
             return None
         time.sleep(0.01)
@@ -214,12 +229,12 @@ def describe_env_failure(env: Any, env_id: str, index: int | None, exc: Exceptio
         dead = _dead_worker(env)
         if dead is None:
             return f"env {env_id} (async workers) failed: {raised}"
-        index, pid, exitcode = dead
+        name, pid, exitcode = dead
         if exitcode is None:
-            return f"env {env_id} worker {index} (pid {pid}) raised {raised}"
+            return f"env {env_id} {name} (pid {pid}) raised {raised}"
         if exitcode < 0:
-            return f"env {env_id} worker {index} (pid {pid}) died: killed by {signal_name(-exitcode)}"
-        return f"env {env_id} worker {index} (pid {pid}) died: exit status {exitcode}"
+            return f"env {env_id} {name} (pid {pid}) died: killed by {signal_name(-exitcode)}"
+        return f"env {env_id} {name} (pid {pid}) died: exit status {exitcode}"
     where = f"env {env_id}" if index is None else f"env {env_id} #{index}"
     return f"{where} raised {raised}"
 
@@ -231,7 +246,8 @@ def close_envs(envs: gym.vector.VectorEnv | list[gym.Env], failed: bool) -> None
         groups = _worker_groups(env)
         if failed and groups:
             for _, group in groups:
-                group._state = type(group._state).DEFAULT  # nothing pending is worth waiting for now
+                if isinstance(group, AsyncVectorEnv):  # nothing pending is worth waiting for now
+                    group._state = type(group._state).DEFAULT
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
                     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
@@ -51,6 +52,26 @@ def collect_rollout(
     return obs
 
 
+RolloutFn = Callable[..., torch.Tensor]
+
+
+def on_one_torch_thread(play: RolloutFn) -> RolloutFn:
+    """`play` (collect_rollout's signature) with its forward passes on one torch intra-op thread.
+
+    For rollouts whose env stepping runs in worker processes at the same time as the policy: a
+    policy spread over several threads keeps them spinning for a core after each op while a worker
+    holds it (MinAtar SpaceInvaders, 2 workers of 32 envs on 2 cores: two threads made it
+    0.73-0.88x one thread; README, "Many processes, many machines")."""
+
+    @functools.wraps(play)
+    def played(*args: Any, **kwargs: Any) -> torch.Tensor:
+        with torch_threads(1):
+            return play(*args, **kwargs)
+
+    return played
+
+
+@on_one_torch_thread
 @torch.inference_mode()
 def collect_rollout_overlapped(
     agent: ActorCritic,
@@ -63,28 +84,10 @@ def collect_rollout_overlapped(
     """collect_rollout for an env in two groups (envs/overlap.py: `group_slices`,
     `step_group_async`, `step_group_wait`): while group A's workers play step t, the policy
     picks group B's actions for step t, and while B plays, A's for step t + 1. The segment holds
-    the same rows as collect_rollout's; only the forward passes are split in two. The forward
-    passes run on one torch thread: they share the cores with the other group's env workers, and a
-    second thread waiting for a core held by a worker stalls every op (BENCHMARKS.md measures it).
+    the same rows as collect_rollout's; only the forward passes are split in two, and they run on
+    one torch thread (on_one_torch_thread: the other group's workers hold the cores meanwhile).
     """
-    with torch_threads(1):
-        return _overlapped(agent, envs, storage, obs, on_step_infos, bootstrap_truncated)
-
-
-def collect_rollout_beside_workers(
-    agent: ActorCritic,
-    envs: Any,
-    storage: RolloutStorage,
-    obs: torch.Tensor,
-    on_step_infos: Callable[[dict], None],
-    bootstrap_truncated: bool = True,
-) -> torch.Tensor:
-    """collect_rollout with the forward passes on one torch thread, for envs stepped by worker
-    processes that fill the cores (envs/shards.py): a policy spread over several threads keeps
-    them spinning for a core after each op while the workers step (MinAtar SpaceInvaders, 2
-    workers of 32 envs on 2 cores: 0.8× a SyncVectorEnv with two threads, BENCHMARKS.md)."""
-    with torch_threads(1):
-        return collect_rollout(agent, envs, storage, obs, on_step_infos, bootstrap_truncated)
+    return _overlapped(agent, envs, storage, obs, on_step_infos, bootstrap_truncated)
 
 
 @contextmanager

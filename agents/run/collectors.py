@@ -24,9 +24,9 @@ from agents.core.batch import Batch
 from agents.core.rollout import (
     action_mask_of,
     collect_rollout,
-    collect_rollout_beside_workers,
     collect_rollout_overlapped,
     obs_to_tensor,
+    on_one_torch_thread,
 )
 from agents.core.storage import RolloutStorage
 from agents.networks.actor_critic import ActorCritic
@@ -126,7 +126,7 @@ class SegmentCollector:
         if hasattr(envs, "group_slices"):
             self.play = collect_rollout_overlapped
         elif hasattr(envs, "worker_slices"):
-            self.play = collect_rollout_beside_workers
+            self.play = on_one_torch_thread(collect_rollout)
 
     def restart(self, seed: int) -> None:
         """Reset every env with `seed`: the episodes in progress restart (as they do on resume)."""

@@ -87,28 +87,6 @@ def collect_rollout_overlapped(
     the same rows as collect_rollout's; only the forward passes are split in two, and they run on
     one torch thread (on_one_torch_thread: the other group's workers hold the cores meanwhile).
     """
-    return _overlapped(agent, envs, storage, obs, on_step_infos, bootstrap_truncated)
-
-
-@contextmanager
-def torch_threads(count: int) -> Iterator[None]:
-    """torch's intra-op thread count set to `count` inside the block, restored after it."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _overlapped(
-    agent: ActorCritic,
-    envs: Any,
-    storage: RolloutStorage,
-    obs: torch.Tensor,
-    on_step_infos: Callable[[dict], None],
-    bootstrap_truncated: bool,
-) -> torch.Tensor:
     a, b = envs.group_slices
     obs_a, obs_b = obs[a], obs[b]
     pending: set[int] = set()  # groups whose step was sent and not yet received
@@ -143,6 +121,17 @@ def _overlapped(
                 pass
         raise
     return torch.cat([obs_a, obs_b])
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's intra-op thread count set to `count` inside the block, restored after it."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _choose(

@@ -20,6 +20,7 @@ from agents.networks.distributions import (
     MultiCategoricalDistribution,
     distribution_for,
 )
+from agents.networks.mlp import MLPActorCritic
 from agents.run.evaluation import play_episodes
 from agents.run.trainer import train
 from envs.structured import StructuredBox
@@ -105,6 +106,23 @@ def test_channels_last_and_channels_first_frames_give_the_same_network_input():
     planes = make_single_env("tests/ColourPlanes-v0", options)
     frame = planes.reset(seed=0)[0]
     assert frame.shape == (3, 10, 10) and frame.dtype == np.uint8 and set(np.unique(frame)) == {0, 255}
+
+
+def test_an_mlp_reads_uint8_images_as_the_cnns_do_scaled_to_0_1_but_not_a_uint8_vector():
+    """network.kind mlp on (C, H, W) uint8 frames: the same output as the same weights fed the
+    frame / 255 as a float vector (SB3 scales image spaces for any policy); Atari-RAM-like uint8
+    vectors stay numbers."""
+    image_space = gym.spaces.Box(0, 255, (3, 10, 10), np.uint8)
+    float_space = gym.spaces.Box(0.0, 1.0, (300,), np.float32)
+    torch.manual_seed(0)
+    on_images = MLPActorCritic(image_space, gym.spaces.Discrete(3), [16], "relu")
+    on_floats = MLPActorCritic(float_space, gym.spaces.Discrete(3), [16], "relu")
+    on_floats.load_state_dict(on_images.state_dict())
+    frames = torch.randint(0, 256, (4, 3, 10, 10), dtype=torch.uint8)
+    for got, want in zip(on_images(frames), on_floats(frames.reshape(4, -1).float() / 255.0)):
+        torch.testing.assert_close(got, want)
+    ram = MLPActorCritic(gym.spaces.Box(0, 255, (128,), np.uint8), gym.spaces.Discrete(3), [16], "relu")
+    assert ram.input_scale == 1.0
 
 
 # ------------------------------------------------------------------------- toy learning

@@ -11,6 +11,7 @@ from torch import nn
 
 from agents.networks.actor_critic import ActorCritic, layer_init
 from agents.networks.distributions import distribution_for
+from envs.images import is_image_space
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
@@ -26,7 +27,9 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
 class MLPActorCritic(ActorCritic):
     """π(a|s) and V(s) from a flat observation.
 
-    Discrete observations are one-hot encoded (an integer id carries no order). With
+    Discrete observations are one-hot encoded (an integer id carries no order); uint8 images
+    (`network.kind: mlp` on frames or MinAtar's 0/255 planes) are flattened and scaled by 1/255, as
+    the CNNs scale them, so that a lit pixel reads 1.0 rather than 255. With
     `shared_trunk=False` the policy and the value have separate hidden layers, which is what
     works best on classic-control tasks; heads are initialised with gains 0.01 and 1.0.
     """
@@ -48,6 +51,10 @@ class MLPActorCritic(ActorCritic):
         else:
             self.num_categories = None
             in_features = int(np.prod(observation_space.shape))
+        # SB3 likewise divides image spaces by 255 whatever the policy; a uint8 vector (Atari RAM)
+        # is not an image and goes in as numbers.
+        uint8_image = is_image_space(observation_space) and observation_space.dtype == np.uint8
+        self.input_scale = 1 / 255.0 if uint8_image else 1.0
         sizes = [in_features, *hidden_sizes]
         self.policy_trunk = mlp(sizes, activation)
         self.value_trunk = self.policy_trunk if shared_trunk else mlp(sizes, activation)
@@ -57,7 +64,7 @@ class MLPActorCritic(ActorCritic):
     def _features(self, obs: torch.Tensor) -> torch.Tensor:
         if self.num_categories is not None:
             return nn.functional.one_hot(obs.long().reshape(-1), self.num_categories).float()
-        return obs.reshape(obs.shape[0], -1).float()
+        return obs.reshape(obs.shape[0], -1).float() * self.input_scale
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._features(obs)

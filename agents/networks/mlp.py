@@ -24,6 +24,14 @@ def mlp(sizes: list[int], activation: str) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def input_scale(space: gym.Space) -> float:
+    """The factor that brings an observation to [0, 1] before a network: 1/255 for uint8 images
+    (frames, or MinAtar's planes as 0/255), 1 for everything else (bool planes are 0/1 already; a
+    uint8 vector such as Atari RAM is numbers, not pixels). SB3 likewise scales image spaces for
+    any policy."""
+    return 1 / 255.0 if is_image_space(space) and space.dtype == np.uint8 else 1.0
+
+
 class MLPActorCritic(ActorCritic):
     """π(a|s) and V(s) from a flat observation.
 
@@ -51,10 +59,7 @@ class MLPActorCritic(ActorCritic):
         else:
             self.num_categories = None
             in_features = int(np.prod(observation_space.shape))
-        # SB3 likewise divides image spaces by 255 whatever the policy; a uint8 vector (Atari RAM)
-        # is not an image and goes in as numbers.
-        uint8_image = is_image_space(observation_space) and observation_space.dtype == np.uint8
-        self.input_scale = 1 / 255.0 if uint8_image else 1.0
+        self.input_scale = input_scale(observation_space)
         sizes = [in_features, *hidden_sizes]
         self.policy_trunk = mlp(sizes, activation)
         self.value_trunk = self.policy_trunk if shared_trunk else mlp(sizes, activation)
@@ -64,7 +69,9 @@ class MLPActorCritic(ActorCritic):
     def _features(self, obs: torch.Tensor) -> torch.Tensor:
         if self.num_categories is not None:
             return nn.functional.one_hot(obs.long().reshape(-1), self.num_categories).float()
-        return obs.reshape(obs.shape[0], -1).float() * self.input_scale
+        flat = obs.reshape(obs.shape[0], -1).float()
+        # no multiply by 1 on vector observations: CartPole's update is bound by per-op overhead
+        return flat * self.input_scale if self.input_scale != 1.0 else flat
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._features(obs)

@@ -13,7 +13,7 @@ from torch import nn
 from agents.networks.actor_critic import ActorCritic, layer_init
 from agents.networks.cnn import NATURE_MIN_SIDE, nature_trunk, small_trunk
 from agents.networks.distributions import distribution_for
-from agents.networks.mlp import mlp
+from agents.networks.mlp import input_scale, mlp
 from envs.images import is_channels_last, is_image_space
 from envs.structured import StructuredBox, leaves
 
@@ -28,7 +28,7 @@ class _ImageEntry(nn.Module):
         self.start, self.stop, self.shape = start, start + int(np.prod(space.shape)), tuple(space.shape)
         self.channels_last = is_channels_last(space)
         channels, height, width = (self.shape[2], *self.shape[:2]) if self.channels_last else self.shape
-        self.scale = 1.0 if space.dtype == np.bool_ else 1 / 255.0
+        self.scale = input_scale(space)
         trunk = nature_trunk if min(height, width) >= NATURE_MIN_SIDE else small_trunk
         conv, features = trunk(channels, height, width)
         self.net = nn.Sequential(conv, layer_init(nn.Linear(features, IMAGE_FEATURES)), nn.ReLU())

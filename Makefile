@@ -1,4 +1,4 @@
-# Two commands for a new user: `make train` (a first MinAtar SpaceInvaders run, ~13 min of training on
+# Two commands for a new user: `make train` (a first MinAtar SpaceInvaders run, ~6 min of training on
 # 2 cores; CONFIG=configs/breakout.yaml for Atari Breakout, the 10M-step recipe, or any other config) and
 # `make test`. Both create .venv on first use.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)

@@ -173,14 +173,19 @@ def with_defaults(stored: dict) -> dict | None:
     return json.loads(json.dumps({**config_to_dict(config), **extra}))
 
 
-def source_commit() -> str:
-    """The git commit of the code being measured ('unknown' outside a git checkout), '+' if modified."""
-    root = Path(__file__).resolve().parents[1]
+# Paths whose changes do not change what is measured: benchmark results and prose (a benchmark that
+# adds seeds to a table rewrites the table's files in docs/ while the next run trains).
+NOT_CODE = (":(exclude)docs", ":(exclude)*.md")
+
+
+def source_commit(root: Path = Path(__file__).resolve().parents[1]) -> str:
+    """The git commit of the code being measured ('unknown' outside a git checkout), '+' if a tracked
+    file outside NOT_CODE is modified."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".", *NOT_CODE],
+                               cwd=root, capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     return commit + ("+" if dirty else "")
@@ -359,7 +364,8 @@ def markdown(runs: list[Run], setup: Setup, summary: dict) -> str:
         "",
         "## Per run",
         "",
-        "Code: the git commit each run trained with (+: with uncommitted changes); started: UTC.",
+        "Code: the git commit each run trained with (+: with uncommitted changes to tracked files outside "
+        "docs/ and *.md); started: UTC.",
         "",
         "| library | seed | " + " | ".join(COLUMNS.values()) + " | code | started |",
         "|---" * (len(COLUMNS) + 4) + "|",

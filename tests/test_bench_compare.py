@@ -176,3 +176,27 @@ def test_compare_with_two_ranks_records_them_and_reads_back_only_its_own(tmp_pat
     assert record["measurement"]["steps"] == 2048  # both ranks' env steps
     assert compare.main([*argv, "--nproc", "2"]) == 0  # read back, not run again
     assert compare.main(argv) == 2
+
+
+def test_source_commit_marks_code_changes_not_result_files(tmp_path):
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "docs").mkdir()
+    for name in ("train.py", "docs/results.json", "BENCHMARKS.md"):
+        (tmp_path / name).write_text("0\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert compare.source_commit(tmp_path) == head
+    # A benchmark rewriting its own table, and prose, measure the same code.
+    (tmp_path / "docs/results.json").write_text("1\n")
+    (tmp_path / "BENCHMARKS.md").write_text("1\n")
+    (tmp_path / "scratch.py").write_text("untracked\n")
+    assert compare.source_commit(tmp_path) == head
+    (tmp_path / "train.py").write_text("1\n")
+    assert compare.source_commit(tmp_path) == head + "+"

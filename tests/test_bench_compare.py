@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -179,10 +180,9 @@ def test_compare_with_two_ranks_records_them_and_reads_back_only_its_own(tmp_pat
 
 
 def test_source_commit_marks_code_changes_not_result_files(tmp_path):
-    import subprocess
-
-    def git(*args: str) -> None:
-        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True,
+                              text=True).stdout.strip()
 
     git("init", "-q")
     (tmp_path / "docs").mkdir()
@@ -190,8 +190,7 @@ def test_source_commit_marks_code_changes_not_result_files(tmp_path):
         (tmp_path / name).write_text("0\n")
     git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path, check=True,
-                          capture_output=True, text=True).stdout.strip()
+    head = git("rev-parse", "--short", "HEAD")
     assert compare.source_commit(tmp_path) == head
     # A benchmark rewriting its own table, and prose, measure the same code.
     (tmp_path / "docs/results.json").write_text("1\n")

@@ -109,17 +109,25 @@ class Distributed:
         dist.barrier()
 
     # ------------------------------------------------- GradientSync (agents/core/update.py)
-    def normalize_advantages(self, advantages: torch.Tensor) -> torch.Tensor:
-        """(Â − μ) / (σ + 1e-8) with μ, σ (Bessel-corrected) of the minibatch over all ranks, from
-        the all-reduced Σ Â, Σ Â² and count."""
-        local = advantages.detach().double()
-        count = torch.tensor(float(local.numel()), dtype=torch.float64, device=local.device)
-        moments = torch.stack([local.sum(), (local * local).sum(), count])
+    def normalize_advantages(self, minibatches: list[torch.Tensor]) -> list[torch.Tensor]:
+        """(Â − μ) / (σ + 1e-8) for each minibatch, with μ, σ (Bessel-corrected) of that minibatch
+        over all ranks, from the all-reduced Σ Â, Σ Â² and count of every minibatch at once. A
+        minibatch of one sample over all ranks is left as it is, as in one process."""
+        moments = torch.tensor(
+            [[float(part.double().sum()), float(part.double().square().sum()), float(part.numel())]
+             for part in minibatches],
+            dtype=torch.float64,
+        )
         dist.all_reduce(moments)
-        total, squares, count = moments.tolist()
-        mean = total / count
-        variance = max(squares - count * mean * mean, 0.0) / max(count - 1.0, 1.0)
-        return (advantages - mean) / (float(np.sqrt(variance)) + 1e-8)
+        normalized = []
+        for part, (total, squares, count) in zip(minibatches, moments.tolist()):
+            if count <= 1:
+                normalized.append(part)
+                continue
+            mean = total / count
+            variance = max(squares - count * mean * mean, 0.0) / (count - 1.0)
+            normalized.append((part - mean) / (float(np.sqrt(variance)) + 1e-8))
+        return normalized
 
     def average_gradients(self, parameters: list[torch.Tensor]) -> None:
         """One flat all-reduce of every gradient, divided by the world size."""

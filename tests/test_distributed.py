@@ -20,6 +20,7 @@ from agents.config import PPOConfig
 from agents.core.batch import Batch
 from agents.core.update import ppo_update
 from agents.networks.mlp import MLPActorCritic
+from agents.run import distributed
 from agents.run.distributed import Distributed
 from tests.test_resume import scalars
 
@@ -75,8 +76,10 @@ def rank_part(rank: int):
     return sampler
 
 
-def worker(rank: int, port: int, out: str) -> None:
+def worker(rank: int, port: int, out: str, bucket_elements: int | None) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    if bucket_elements is not None:
+        distributed.BUCKET_ELEMENTS = bucket_elements
     torch.set_num_threads(1)
     sync = Distributed(rank, 2, rank)
     agent = make_agent()
@@ -94,13 +97,24 @@ def worker(rank: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_two_ranks_take_one_process_update_and_stay_identical(tmp_path, one_torch_thread):
+# The MLP's gradients all-reduced as one bucket after backward (the default size), and as 5
+# buckets of ≥ 100 elements, the heads' sent while backward still computes the trunks.
+@pytest.mark.parametrize("bucket_elements, buckets", [(None, 1), (100, 5)])
+def test_two_ranks_take_one_process_update_and_stay_identical(
+    tmp_path, one_torch_thread, monkeypatch, bucket_elements, buckets
+):
+    if bucket_elements is not None:
+        monkeypatch.setattr(distributed, "BUCKET_ELEMENTS", bucket_elements)
+    split = distributed.GradientBuckets(list(make_agent().parameters()), 2)
+    split.remove()
+    assert len(split.buckets) == buckets
     agent = make_agent()
     optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2, eps=1e-5)
     ppo_update(agent, optimizer, make_batch(1), PPO, 0.2, None, whole)
     single = agent.state_dict()
 
-    mp.start_processes(worker, args=(free_port(), str(tmp_path)), nprocs=2, start_method="spawn")
+    args = (free_port(), str(tmp_path), bucket_elements)
+    mp.start_processes(worker, args=args, nprocs=2, start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for name, tensor in single.items():
         assert torch.allclose(ranks[0]["after_one"][name], tensor, atol=1e-6), name

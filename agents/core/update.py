@@ -31,8 +31,8 @@ class GradientSync(Protocol):
         per step: on gloo a collective's latency alone is 0.25–1 ms)."""
         ...
 
-    def average_gradients(self, parameters: list[torch.Tensor]) -> None:
-        """Each parameter's .grad ← its mean over the ranks."""
+    def backward(self, loss: torch.Tensor, parameters: list[torch.Tensor]) -> None:
+        """loss.backward(); when it returns, each parameter's .grad is its mean over the ranks."""
         ...
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
@@ -168,9 +168,10 @@ def ppo_update(
                 loss = loss + extra
                 sums["extra_loss"] = sums.get("extra_loss", 0.0) + extra.item()
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
             if sync is not None:
-                sync.average_gradients(parameters)
+                sync.backward(loss, parameters)
+            else:
+                loss.backward()
             clip_gradients(named_parameters, config.max_grad_norm)
             optimizer.step()
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -29,6 +29,10 @@ import torch.distributed as dist
 
 from agents.config import ConfigError, TrainConfig
 from envs.registry import is_token_env
+
+# Gradients are all-reduced in buckets of at least this many elements (4 MiB of float32), the last
+# layers' first: a bucket goes out while the backward pass is still computing the earlier layers.
+BUCKET_ELEMENTS = 1 << 20
 
 # Rank r > 0 draws its actions and minibatches from seed + r · RANK_SEED_STRIDE: independent
 # streams, while rank 0 keeps one process's (a 1-rank run is the single-process run).
@@ -46,6 +50,7 @@ class Distributed:
     rank: int
     world_size: int
     local_rank: int
+    _buckets: GradientBuckets | None = field(default=None, repr=False)
 
     @property
     def is_main(self) -> bool:
@@ -129,18 +134,15 @@ class Distributed:
             normalized.append((part - mean) / (float(np.sqrt(variance)) + 1e-8))
         return normalized
 
-    def average_gradients(self, parameters: list[torch.Tensor]) -> None:
-        """One flat all-reduce of every gradient, divided by the world size."""
-        grads = [p.grad for p in parameters if p.grad is not None]
-        if not grads:
-            return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        flat /= self.world_size
-        offset = 0
-        for grad in grads:
-            grad.copy_(flat[offset : offset + grad.numel()].view_as(grad))
-            offset += grad.numel()
+    def backward(self, loss: torch.Tensor, parameters: list[torch.Tensor]) -> None:
+        """loss.backward() with the gradients averaged over the ranks while it runs
+        (GradientBuckets); when it returns, every parameter's .grad is its mean over the ranks."""
+        key = tuple(id(p) for p in parameters)
+        if self._buckets is None or self._buckets.key != key:
+            if self._buckets is not None:
+                self._buckets.remove()
+            self._buckets = GradientBuckets(parameters, self.world_size)
+        self._buckets.backward(loss)
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         keys = sorted(values)
@@ -151,6 +153,73 @@ class Distributed:
     def close(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+class GradientBuckets:
+    """Gradient averaging overlapped with the backward pass, the scheme of torch DDP's reducer (Li et
+    al. 2020, "PyTorch Distributed", VLDB): the parameters are grouped, in reverse of their order
+    in the module (roughly the order backward finishes their gradients: heads first, first layer
+    last), into buckets of at least BUCKET_ELEMENTS; as soon as every gradient of a bucket has
+    been accumulated (a post-accumulate-grad hook), the bucket is flattened and all-reduced
+    asynchronously, and the backward pass goes on computing the earlier layers meanwhile. Buckets
+    go out in bucket order on every rank, so the ranks' collectives always match. After the
+    backward pass, buckets still waiting (a parameter that got no gradient counts as zeros) go
+    out, and each gradient is set to its bucket's sum ÷ world size.
+    On the Nature CNN the fully connected layer (1.6 M of 1.69 M weights) is one bucket, sent
+    while the three convolutions' gradients are computed."""
+
+    def __init__(self, parameters: list[torch.Tensor], world_size: int) -> None:
+        self.key = tuple(id(p) for p in parameters)
+        self.world_size = world_size
+        self.buckets: list[list[torch.Tensor]] = [[]]
+        for parameter in reversed(parameters):
+            if sum(p.numel() for p in self.buckets[-1]) >= BUCKET_ELEMENTS:
+                self.buckets.append([])
+            self.buckets[-1].append(parameter)
+        self.bucket_of = {id(p): number for number, bucket in enumerate(self.buckets) for p in bucket}
+        self.armed = False
+        self.waiting: list[int] = []  # gradients not yet accumulated, per bucket
+        self.sent: list[tuple[Any, torch.Tensor, list[torch.Tensor]]] = []
+        self.hooks = [p.register_post_accumulate_grad_hook(self._accumulated) for p in parameters]
+
+    def remove(self) -> None:
+        for hook in self.hooks:
+            hook.remove()
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.waiting = [len(bucket) for bucket in self.buckets]
+        self.sent = []
+        self.armed = True
+        try:
+            loss.backward()
+        finally:
+            self.armed = False
+        while len(self.sent) < len(self.buckets):
+            self._send(len(self.sent))
+        for work, flat, bucket in self.sent:
+            work.wait()
+            flat /= self.world_size
+            offset = 0
+            for parameter in bucket:
+                mean = flat[offset : offset + parameter.numel()].view_as(parameter)
+                if parameter.grad is None:
+                    parameter.grad = mean.clone()
+                else:
+                    parameter.grad.copy_(mean)
+                offset += parameter.numel()
+
+    def _accumulated(self, parameter: torch.Tensor) -> None:
+        if not self.armed:  # a backward pass outside the update (nothing to average)
+            return
+        self.waiting[self.bucket_of[id(parameter)]] -= 1
+        while len(self.sent) < len(self.buckets) and self.waiting[len(self.sent)] == 0:
+            self._send(len(self.sent))
+
+    def _send(self, number: int) -> None:
+        bucket = self.buckets[number]
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in bucket]
+        flat = torch.cat([grad.reshape(-1) for grad in grads])
+        self.sent.append((dist.all_reduce(flat, async_op=True), flat, bucket))
 
 
 def check_split(config: TrainConfig, world_size: int) -> None:

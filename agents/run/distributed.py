@@ -8,11 +8,11 @@ split evenly across ranks; each rank steps its own envs (rank r's envs are seede
 would seed envs r·n … r·n + n − 1, so together they play one process's games) and starts from rank
 0's weights; at every optimizer step the gradients are averaged over the ranks (all-reduced in
 buckets while the backward pass runs: GradientBuckets) and advantages are normalised with the
-whole minibatch's mean and std, so N ranks on one process's data take one process's step. Rank 0 alone writes config.yaml, TensorBoard,
-checkpoints and videos; episode statistics are gathered from every rank. A stop signal is agreed
-on at update boundaries, so every rank stops after the same update. Backend: gloo on CPU, nccl on
-CUDA (cuda:LOCAL_RANK); collectives time out after `dist_timeout` seconds, so a rank that dies
-cannot hang the others.
+whole minibatch's mean and std, so N ranks on one process's data take one process's step. Rank 0
+alone writes config.yaml, TensorBoard, checkpoints and videos; episode statistics are gathered
+from every rank. A stop signal is agreed on at update boundaries, so every rank stops after the
+same update. Backend: gloo on CPU, nccl on CUDA (cuda:LOCAL_RANK); collectives time out after
+`dist_timeout` seconds, so a rank that dies cannot hang the others.
 """
 
 from __future__ import annotations

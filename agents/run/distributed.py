@@ -172,10 +172,13 @@ class GradientBuckets:
         self.key = tuple(id(p) for p in parameters)
         self.world_size = world_size
         self.buckets: list[list[torch.Tensor]] = [[]]
+        filled = 0  # elements in the last bucket
         for parameter in reversed(parameters):
-            if sum(p.numel() for p in self.buckets[-1]) >= BUCKET_ELEMENTS:
+            if filled >= BUCKET_ELEMENTS:
                 self.buckets.append([])
+                filled = 0
             self.buckets[-1].append(parameter)
+            filled += parameter.numel()
         self.bucket_of = {id(p): number for number, bucket in enumerate(self.buckets) for p in bucket}
         self.armed = False
         self.waiting: list[int] = []  # gradients not yet accumulated, per bucket

@@ -4,6 +4,7 @@ after one checkpoint and the run resumes; a rank that raises ends the run with a
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import socket
 import subprocess
@@ -59,27 +60,32 @@ def make_batch(seed: int) -> Batch:
     )
 
 
-# Fixed minibatches: the single process's minibatch i is [rank 0's part | rank 1's part].
-ORDER = [torch.arange(0, SAMPLES, 2), torch.arange(1, SAMPLES, 2)]  # 2 minibatches of 32
+# Fixed minibatches: the single process's minibatch i is [rank 0's part | rank 1's part]; with one
+# minibatch per epoch (ppo_update then normalises the whole batch once), all samples shuffled.
+ORDERS = {
+    2: [torch.arange(0, SAMPLES, 2), torch.arange(1, SAMPLES, 2)],  # 2 minibatches of 32
+    1: [torch.randperm(SAMPLES, generator=torch.Generator().manual_seed(3))],
+}
 
 
 def whole(batch, n):
-    return ORDER
+    return ORDERS[n]
 
 
 def rank_part(rank: int):
     half = SAMPLES // 2
 
     def sampler(local_batch, n):  # local sample j is global sample rank·half + j
-        return [idx[(idx >= rank * half) & (idx < (rank + 1) * half)] - rank * half for idx in ORDER]
+        return [idx[(idx >= rank * half) & (idx < (rank + 1) * half)] - rank * half for idx in ORDERS[n]]
 
     return sampler
 
 
-def worker(rank: int, port: int, out: str, bucket_elements: int | None) -> None:
+def worker(rank: int, port: int, out: str, case: dict) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    if bucket_elements is not None:
-        distributed.BUCKET_ELEMENTS = bucket_elements
+    for name, value in case["module"].items():
+        setattr(distributed, name, value)
+    ppo = case["ppo"]
     torch.set_num_threads(1)
     sync = Distributed(rank, 2, rank)
     agent = make_agent()
@@ -87,33 +93,41 @@ def worker(rank: int, port: int, out: str, bucket_elements: int | None) -> None:
     full = make_batch(1)
     half = SAMPLES // 2
     local = Batch(**{k: v[rank * half:(rank + 1) * half] for k, v in vars(full).items() if v is not None})
-    ppo_update(agent, optimizer, local, PPO, 0.2, None, rank_part(rank), sync=sync)
+    ppo_update(agent, optimizer, local, ppo, 0.2, None, rank_part(rank), sync=sync)
     after_one = {k: v.clone() for k, v in agent.state_dict().items()}
     # Then several updates on different data per rank: the weights must stay identical.
     for update in range(3):
         batch = make_batch(10 + 2 * update + rank)
-        ppo_update(agent, optimizer, batch, PPO, 0.2, None, rank_part(0), sync=sync)
+        ppo_update(agent, optimizer, batch, ppo, 0.2, None, rank_part(0), sync=sync)
     torch.save({"after_one": after_one, "after_four": agent.state_dict()}, f"{out}/rank{rank}.pt")
     dist.destroy_process_group()
 
 
-# The MLP's gradients all-reduced as one bucket after backward (the default size), and as 5
-# buckets of ≥ 100 elements, the heads' sent while backward still computes the trunks.
-@pytest.mark.parametrize("bucket_elements, buckets", [(None, 1), (100, 5)])
+# The MLP's gradients summed as one bucket after backward (the default size: gathered, it is
+# small), and as 5 buckets of ≥ 100 elements, the heads' sent while backward still computes the
+# trunks: all-reduced (GATHER_ELEMENTS 0), or the small ones gathered and the rest all-reduced.
+# One case takes the whole batch as its one minibatch per epoch.
+@pytest.mark.parametrize(
+    "bucket_elements, buckets, gather_elements, num_minibatches",
+    [(None, 1, None, 2), (100, 5, 0, 2), (100, 5, 600, 2), (None, 1, None, 1)],
+)
 def test_two_ranks_take_one_process_update_and_stay_identical(
-    tmp_path, one_torch_thread, monkeypatch, bucket_elements, buckets
+    tmp_path, one_torch_thread, monkeypatch, bucket_elements, buckets, gather_elements, num_minibatches
 ):
-    if bucket_elements is not None:
-        monkeypatch.setattr(distributed, "BUCKET_ELEMENTS", bucket_elements)
+    overrides = {"BUCKET_ELEMENTS": bucket_elements, "GATHER_ELEMENTS": gather_elements}
+    overrides = {name: value for name, value in overrides.items() if value is not None}
+    for name, value in overrides.items():
+        monkeypatch.setattr(distributed, name, value)
     split = distributed.GradientBuckets(list(make_agent().parameters()), 2)
     split.remove()
     assert len(split.buckets) == buckets
+    ppo = dataclasses.replace(PPO, num_minibatches=num_minibatches)
     agent = make_agent()
     optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2, eps=1e-5)
-    ppo_update(agent, optimizer, make_batch(1), PPO, 0.2, None, whole)
+    ppo_update(agent, optimizer, make_batch(1), ppo, 0.2, None, whole)
     single = agent.state_dict()
 
-    args = (free_port(), str(tmp_path), bucket_elements)
+    args = (free_port(), str(tmp_path), {"module": overrides, "ppo": ppo})
     mp.start_processes(worker, args=args, nprocs=2, start_method="spawn")
     ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     for name, tensor in single.items():

@@ -139,10 +139,20 @@ def ppo_update(
     sums: dict[str, float] = {}
     count = 0
     stop = False
+    # With one minibatch per epoch every epoch takes the whole batch, and with it the same mean
+    # and std: normalised once per update (under torchrun, one collective instead of one per epoch).
+    whole_batch = (
+        minibatch_advantages(batch.advantages, [torch.arange(len(batch))], config.norm_adv, sync)[0]
+        if config.num_minibatches == 1
+        else None
+    )
     for _ in range(config.update_epochs):
         epoch_kls: list[float] = []
         splits = minibatches(batch, config.num_minibatches)
-        advantages_of = minibatch_advantages(batch.advantages, splits, config.norm_adv, sync)
+        if whole_batch is not None:
+            advantages_of = [whole_batch[idx] for idx in splits]
+        else:
+            advantages_of = minibatch_advantages(batch.advantages, splits, config.norm_adv, sync)
         for idx, advantages in zip(splits, advantages_of):
             masks = batch.action_masks[idx] if batch.action_masks is not None else None
             new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx], masks)

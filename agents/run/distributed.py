@@ -6,8 +6,8 @@ The same algorithm with the same total hyperparameters as one process (CleanRL's
 ppo_atari_multigpu; DD-PPO, Wijmans et al. 2019): `env.num_envs` and the minibatch size are totals,
 split evenly across ranks; each rank steps its own envs (rank r's envs are seeded where one process
 would seed envs r·n … r·n + n − 1, so together they play one process's games) and starts from rank
-0's weights; at every optimizer step the gradients are averaged over the ranks (all-reduced in
-buckets while the backward pass runs: GradientBuckets) and advantages are normalised with the
+0's weights; at every optimizer step the gradients are averaged over the ranks (summed in
+buckets while the backward pass runs: GradientBuckets, RankSum) and advantages are normalised with the
 whole minibatch's mean and std, so N ranks on one process's data take one process's step. Rank 0
 alone writes config.yaml, TensorBoard, checkpoints and videos; episode statistics are gathered
 from every rank. A stop signal is agreed on at update boundaries, so every rank stops after the
@@ -30,7 +30,7 @@ import torch.distributed as dist
 from agents.config import ConfigError, TrainConfig
 from envs.registry import is_token_env
 
-# Gradients are all-reduced in buckets of at least this many elements (4 MiB of float32), the last
+# Gradients are summed over the ranks in buckets of at least this many elements (4 MiB of float32), the last
 # layers' first: a bucket goes out while the backward pass is still computing the earlier layers.
 BUCKET_ELEMENTS = 1 << 20
 
@@ -121,7 +121,7 @@ class Distributed:
     # ------------------------------------------------- GradientSync (agents/core/update.py)
     def normalize_advantages(self, minibatches: list[torch.Tensor]) -> list[torch.Tensor]:
         """(Â − μ) / (σ + 1e-8) for each minibatch, with μ, σ (Bessel-corrected) of that minibatch
-        over all ranks, from the all-reduced Σ Â, Σ Â² and count of every minibatch at once. A
+        over all ranks, from Σ Â, Σ Â² and count summed over the ranks of every minibatch at once. A
         minibatch of one sample over all ranks is left as it is, as in one process."""
         moments = torch.tensor(
             [[float(part.double().sum()), float(part.double().square().sum()), float(part.numel())]
@@ -164,9 +164,10 @@ class GradientBuckets:
     al. 2020, "PyTorch Distributed", VLDB): the parameters are grouped, in reverse of their order
     in the module (roughly the order backward finishes their gradients: heads first, first layer
     last), into buckets of at least BUCKET_ELEMENTS; as soon as every gradient of a bucket has
-    been accumulated (a post-accumulate-grad hook), the bucket is flattened and all-reduced
-    asynchronously, and the backward pass goes on computing the earlier layers meanwhile. Buckets
-    go out in bucket order on every rank, so the ranks' collectives always match. After the
+    been accumulated (a post-accumulate-grad hook), the bucket is flattened and summed over
+    the ranks asynchronously (RankSum), and the backward pass goes on computing the earlier
+    layers meanwhile. Buckets go out in bucket order on every rank, so the ranks' collectives
+    always match. After the
     backward pass, buckets still waiting (a parameter that got no gradient counts as zeros) go
     out, and each gradient is set to its bucket's sum ÷ world size.
     On the Nature CNN the fully connected layer (1.6 M of 1.69 M weights) is one bucket, sent

@@ -167,9 +167,8 @@ class GradientBuckets:
     been accumulated (a post-accumulate-grad hook), the bucket is flattened and summed over
     the ranks asynchronously (RankSum), and the backward pass goes on computing the earlier
     layers meanwhile. Buckets go out in bucket order on every rank, so the ranks' collectives
-    always match. After the
-    backward pass, buckets still waiting (a parameter that got no gradient counts as zeros) go
-    out, and each gradient is set to its bucket's sum ÷ world size.
+    always match. After the backward pass, buckets still waiting (a parameter that got no
+    gradient counts as zeros) go out, and each gradient is set to its bucket's sum ÷ world size.
     On the Nature CNN the fully connected layer (1.6 M of 1.69 M weights) is one bucket, sent
     while the three convolutions' gradients are computed."""
 

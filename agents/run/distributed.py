@@ -6,8 +6,8 @@ The same algorithm with the same total hyperparameters as one process (CleanRL's
 ppo_atari_multigpu; DD-PPO, Wijmans et al. 2019): `env.num_envs` and the minibatch size are totals,
 split evenly across ranks; each rank steps its own envs (rank r's envs are seeded where one process
 would seed envs r·n … r·n + n − 1, so together they play one process's games) and starts from rank
-0's weights; at every optimizer step the gradients are averaged over the ranks (summed in
-buckets while the backward pass runs: GradientBuckets, RankSum) and advantages are normalised with the
+0's weights; at every optimizer step the gradients are averaged over the ranks (summed in buckets
+while the backward pass runs: GradientBuckets, RankSum) and advantages are normalised with the
 whole minibatch's mean and std, so N ranks on one process's data take one process's step. Rank 0
 alone writes config.yaml, TensorBoard, checkpoints and videos; episode statistics are gathered
 from every rank. A stop signal is agreed on at update boundaries, so every rank stops after the
@@ -30,8 +30,8 @@ import torch.distributed as dist
 from agents.config import ConfigError, TrainConfig
 from envs.registry import is_token_env
 
-# Gradients are summed over the ranks in buckets of at least this many elements (4 MiB of float32), the last
-# layers' first: a bucket goes out while the backward pass is still computing the earlier layers.
+# Gradients are summed over the ranks in buckets of at least this many elements (4 MiB of float32),
+# the last layers' first: a bucket goes out while the backward pass still computes the earlier ones.
 BUCKET_ELEMENTS = 1 << 20
 
 # On gloo a small collective costs its latency, not its bytes, and all_reduce's is the longest:
@@ -100,7 +100,7 @@ class Distributed:
     def any(self, *flags: bool) -> tuple[bool, ...]:
         """For each flag, whether any rank raised it (stop requests, a callback's early finish:
         seen at an update boundary by all, so that every rank leaves the loop together)."""
-        values = RankSum(torch.tensor([1.0 if flag else 0.0 for flag in flags]), self.world_size).wait()
+        values = self.sum(torch.tensor([1.0 if flag else 0.0 for flag in flags]))
         return tuple(bool(v > 0) for v in values.tolist())
 
     def share(self, value: Any) -> Any:
@@ -118,6 +118,10 @@ class Distributed:
     def barrier(self) -> None:
         dist.barrier()
 
+    def sum(self, tensor: torch.Tensor) -> torch.Tensor:
+        """`tensor` ← its sum over the ranks (RankSum), returned."""
+        return RankSum(tensor, self.world_size).wait()
+
     # ------------------------------------------------- GradientSync (agents/core/update.py)
     def normalize_advantages(self, minibatches: list[torch.Tensor]) -> list[torch.Tensor]:
         """(Â − μ) / (σ + 1e-8) for each minibatch, with μ, σ (Bessel-corrected) of that minibatch
@@ -128,7 +132,7 @@ class Distributed:
              for part in minibatches],
             dtype=torch.float64,
         )
-        moments = RankSum(moments, self.world_size).wait()
+        moments = self.sum(moments)
         normalized = []
         for part, (total, squares, count) in zip(minibatches, moments.tolist()):
             if count <= 1:
@@ -151,7 +155,7 @@ class Distributed:
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         keys = sorted(values)
-        vector = RankSum(torch.tensor([values[k] for k in keys], dtype=torch.float64), self.world_size).wait()
+        vector = self.sum(torch.tensor([values[k] for k in keys], dtype=torch.float64))
         return {k: float(v) / self.world_size for k, v in zip(keys, vector.tolist())}
 
     def close(self) -> None:

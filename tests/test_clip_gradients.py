@@ -45,3 +45,18 @@ def test_parameters_without_gradients_are_skipped():
     named[1][1].grad = None
     clip_gradients(named, max_norm=1.0)
     assert named[0][1].grad.tolist() == pytest.approx([3.0 / (3.0 + 1e-6)])
+
+
+@pytest.mark.parametrize("max_norm", [0.5, 1e6])
+def test_same_gradients_as_torch_clip_grad_norm(max_norm):
+    generator = torch.Generator().manual_seed(0)
+    shapes = [(64, 4), (64,), (64, 64), (2, 64), (1,)]
+    ours = [nn.Parameter(torch.zeros(shape)) for shape in shapes]
+    theirs = [nn.Parameter(torch.zeros(shape)) for shape in shapes]
+    for mine, reference in zip(ours, theirs):
+        mine.grad = torch.randn(mine.shape, generator=generator)
+        reference.grad = mine.grad.clone()
+    clip_gradients([(str(n), p) for n, p in enumerate(ours)], max_norm)
+    nn.utils.clip_grad_norm_(theirs, max_norm)
+    for mine, reference in zip(ours, theirs):
+        assert torch.equal(mine.grad, reference.grad)

@@ -55,12 +55,19 @@ def clip_gradients(named_parameters: list[tuple[str, nn.Parameter]], max_norm: f
     where it came from, so NonFiniteGradient is raised first, naming the culprit. (A finite norm
     that overflows float32 to inf scales every gradient to 0 instead, as clip_grad_norm_ does.)"""
     gradients = [p.grad for _, p in named_parameters if p.grad is not None]
-    total_norm = nn.utils.get_total_norm(gradients)
+    if not gradients:
+        return
+    # The same numbers as nn.utils.get_total_norm + clip_grads_with_norm_, without their
+    # per-call grouping of tensors by device and dtype: that costs 50 µs a step, a twentieth of
+    # CartPole's whole update step. (The gradients of one optimizer share a device here.)
+    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gradients)))
     if not torch.isfinite(total_norm):
         for name, parameter in named_parameters:
             if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
                 raise NonFiniteGradient(name)
-    nn.utils.clip_grads_with_norm_([p for _, p in named_parameters], max_norm, total_norm)
+    scale = max_norm / (total_norm + 1e-6)
+    if scale < 1:
+        torch._foreach_mul_(gradients, scale)
 
 
 def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:

@@ -9,8 +9,10 @@ from torch import nn
 
 from agents.config import PPOConfig
 from agents.core.batch import Batch
-from agents.core.loss import explained_variance, ppo_loss
+from agents.core.head_gradients import categorical_ppo_gradients
+from agents.core.loss import LossTerms, explained_variance, ppo_loss
 from agents.networks.actor_critic import ActorCritic
+from agents.networks.distributions import CategoricalDistribution, masked_logits
 
 LOGGED_TERMS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
 
@@ -31,8 +33,14 @@ class GradientSync(Protocol):
         per step: on gloo a collective's latency alone is 0.25–1 ms)."""
         ...
 
-    def backward(self, loss: torch.Tensor, parameters: list[torch.Tensor]) -> None:
-        """loss.backward(); when it returns, each parameter's .grad is its mean over the ranks."""
+    def backward(
+        self,
+        outputs: list[torch.Tensor],
+        gradients: list[torch.Tensor | None],
+        parameters: list[torch.Tensor],
+    ) -> None:
+        """torch.autograd.backward(outputs, gradients); when it returns, each parameter's .grad is
+        its mean over the ranks."""
         ...
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
@@ -110,6 +118,55 @@ class ShuffledMinibatches:
         return [idx for idx in minibatches if len(idx)]
 
 
+def uses_closed_form_gradients(
+    agent: ActorCritic, batch: Batch, extra_loss: Callable[[], torch.Tensor] | None
+) -> bool:
+    """Whether a step takes ∂L/∂logits and ∂L/∂V in closed form (agents/core/head_gradients.py)
+    and backpropagates from there: for a categorical policy whose evaluate_actions is the standard
+    one (the transformer scores whole sequences its own way), with no reference-policy KL and no
+    extra loss term. Anything else differentiates ppo_loss with autograd."""
+    return (
+        type(agent.distribution) is CategoricalDistribution
+        and type(agent).evaluate_actions is ActorCritic.evaluate_actions
+        and batch.ref_logp is None
+        and extra_loss is None
+    )
+
+
+def minibatch_objective(
+    agent: ActorCritic,
+    batch: Batch,
+    idx: torch.Tensor,
+    advantages: torch.Tensor,
+    closed_form: bool,
+    loss_coefs: dict,
+    ref_kl_coef: float,
+    extra_loss: Callable[[], torch.Tensor] | None,
+) -> tuple[LossTerms, list[torch.Tensor], list[torch.Tensor | None], float | None]:
+    """What one step backpropagates for the samples `idx`: (the loss terms, the tensors to
+    differentiate and their incoming gradients, the extra loss's value). In closed form these are
+    the logits and V(s) with ∂L/∂logits and ∂L/∂V; otherwise the scalar loss with None (∂L/∂L = 1)."""
+    masks = batch.action_masks[idx] if batch.action_masks is not None else None
+    if closed_form:
+        head, new_values = agent.logits_and_value(batch.obs[idx])
+        logits = masked_logits(head, masks)
+        terms, d_logits, d_values = categorical_ppo_gradients(
+            logits.detach(), batch.actions[idx], batch.logp[idx], advantages, new_values.detach(),
+            batch.values[idx], batch.returns[idx], **loss_coefs,
+        )
+        return terms, [logits, new_values], [d_logits, d_values], None
+    new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx], masks)
+    terms = ppo_loss(
+        new_logp, batch.logp[idx], advantages, new_values, batch.values[idx], batch.returns[idx], entropy,
+        **loss_coefs, ref_logp=batch.ref_logp[idx] if batch.ref_logp is not None else None,
+        ref_kl_coef=ref_kl_coef,
+    )
+    if extra_loss is None:
+        return terms, [terms.loss], [None], None
+    extra = extra_loss()
+    return terms, [terms.loss + extra], [None], extra.item()
+
+
 def ppo_update(
     agent: ActorCritic,
     optimizer: torch.optim.Optimizer,
@@ -146,6 +203,9 @@ def ppo_update(
     sums: dict[str, float] = {}
     count = 0
     stop = False
+    closed_form = uses_closed_form_gradients(agent, batch, extra_loss)
+    loss_coefs = dict(clip_coef=clip_coef, vf_coef=config.vf_coef, ent_coef=config.ent_coef,
+                      clip_value_loss=config.clip_value_loss, kl_coef=kl_coef)
     # With one minibatch per epoch every epoch takes the whole batch, and with it the same mean
     # and std: normalised once per update (under torchrun, one collective instead of one per epoch).
     whole_batch = (
@@ -161,34 +221,16 @@ def ppo_update(
         else:
             advantages_of = minibatch_advantages(batch.advantages, splits, config.norm_adv, sync)
         for idx, advantages in zip(splits, advantages_of):
-            masks = batch.action_masks[idx] if batch.action_masks is not None else None
-            new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx], masks)
-            terms = ppo_loss(
-                new_logp,
-                batch.logp[idx],
-                advantages,
-                new_values,
-                batch.values[idx],
-                batch.returns[idx],
-                entropy,
-                clip_coef=clip_coef,
-                vf_coef=config.vf_coef,
-                ent_coef=config.ent_coef,
-                clip_value_loss=config.clip_value_loss,
-                kl_coef=kl_coef,
-                ref_logp=batch.ref_logp[idx] if batch.ref_logp is not None else None,
-                ref_kl_coef=ref_kl_coef,
+            terms, outputs, output_gradients, extra = minibatch_objective(
+                agent, batch, idx, advantages, closed_form, loss_coefs, ref_kl_coef, extra_loss
             )
-            loss = terms.loss
-            if extra_loss is not None:
-                extra = extra_loss()
-                loss = loss + extra
-                sums["extra_loss"] = sums.get("extra_loss", 0.0) + extra.item()
+            if extra is not None:
+                sums["extra_loss"] = sums.get("extra_loss", 0.0) + extra
             optimizer.zero_grad(set_to_none=True)
             if sync is not None:
-                sync.backward(loss, parameters)
+                sync.backward(outputs, output_gradients, parameters)
             else:
-                loss.backward()
+                torch.autograd.backward(outputs, output_gradients)
             clip_gradients(named_parameters, config.max_grad_norm)
             optimizer.step()
 

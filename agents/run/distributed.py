@@ -143,15 +143,21 @@ class Distributed:
             normalized.append((part - mean) / (float(np.sqrt(variance)) + 1e-8))
         return normalized
 
-    def backward(self, loss: torch.Tensor, parameters: list[torch.Tensor]) -> None:
-        """loss.backward() with the gradients averaged over the ranks while it runs
-        (GradientBuckets); when it returns, every parameter's .grad is its mean over the ranks."""
+    def backward(
+        self,
+        outputs: list[torch.Tensor],
+        gradients: list[torch.Tensor | None],
+        parameters: list[torch.Tensor],
+    ) -> None:
+        """torch.autograd.backward(outputs, gradients) with the gradients averaged over the ranks
+        while it runs (GradientBuckets); when it returns, every parameter's .grad is its mean over
+        the ranks."""
         key = tuple(id(p) for p in parameters)
         if self._buckets is None or self._buckets.key != key:
             if self._buckets is not None:
                 self._buckets.remove()
             self._buckets = GradientBuckets(parameters, self.world_size)
-        self._buckets.backward(loss)
+        self._buckets.backward(outputs, gradients)
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         keys = sorted(values)
@@ -197,12 +203,12 @@ class GradientBuckets:
         for hook in self.hooks:
             hook.remove()
 
-    def backward(self, loss: torch.Tensor) -> None:
+    def backward(self, outputs: list[torch.Tensor], gradients: list[torch.Tensor | None]) -> None:
         self.waiting = [len(bucket) for bucket in self.buckets]
         self.sent = []
         self.armed = True
         try:
-            loss.backward()
+            torch.autograd.backward(outputs, gradients)
         finally:
             self.armed = False
         while len(self.sent) < len(self.buckets):

@@ -127,15 +127,18 @@ def test_an_mlp_reads_uint8_images_as_the_cnns_do_scaled_to_0_1_but_not_a_uint8_
 
 # ------------------------------------------------------------------------- toy learning
 
+# Advantages are not normalised: once a discrete toy is solved every advantage is close to 0, and
+# normalising blows that noise up to unit size, which at this learning rate undid a solved
+# ColourPlanes in 1 to 2 of seeds 1-12. Mirror (continuous actions) learns better with it.
 TOY = {
     "seed": 1, "torch_threads": 1, "checkpoint_interval": 0, "env": {"num_envs": 8},
     "ppo": {"num_steps": 32, "num_minibatches": 4, "update_epochs": 4, "learning_rate": 3e-3, "gamma": 0.5,
-            "anneal_lr": False},
+            "anneal_lr": False, "norm_adv": False},
 }
-LEARNED = [  # env id, env steps, network overrides
+LEARNED = [  # env id, env steps, ppo overrides
     ("tests/MatchTwo-v0", 15_000, {}),
     ("tests/CopyBits-v0", 15_000, {}),
-    ("tests/Mirror-v0", 30_000, {}),
+    ("tests/Mirror-v0", 30_000, {"norm_adv": True}),
     ("tests/MaskedIdentity-v0", 10_000, {}),
     ("tests/ColourHWC-v0", 10_000, {}),
     ("tests/ColourPlanes-v0", 10_000, {}),
@@ -143,11 +146,12 @@ LEARNED = [  # env id, env steps, network overrides
 ]
 
 
-@pytest.mark.parametrize("env_id, steps, network", LEARNED, ids=[row[0].split("/")[1] for row in LEARNED])
-def test_a_toy_env_of_each_space_is_learned_to_90_percent(env_id, steps, network, tmp_path):
+@pytest.mark.parametrize("env_id, steps, ppo", LEARNED, ids=[row[0].split("/")[1] for row in LEARNED])
+def test_a_toy_env_of_each_space_is_learned_to_90_percent(env_id, steps, ppo, tmp_path):
     MaskedIdentityEnv.invalid_actions_taken = DictHintEnv.invalid_actions_taken = 0
     config = config_from_dict(
-        {**TOY, "env_id": env_id, "total_timesteps": steps, "run_dir": str(tmp_path), "network": network}
+        {**TOY, "env_id": env_id, "total_timesteps": steps, "run_dir": str(tmp_path),
+         "ppo": {**TOY["ppo"], **ppo}}
     )
     result = train(config, progress=False)
     played = play_episodes(result.agent, config, episodes=20, seed=100, deterministic=True)

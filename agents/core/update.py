@@ -9,10 +9,9 @@ from torch import nn
 
 from agents.config import PPOConfig
 from agents.core.batch import Batch
-from agents.core.head_gradients import categorical_ppo_gradients
 from agents.core.loss import LossTerms, explained_variance, ppo_loss
+from agents.core.loss_gradients import ppo_loss_gradients
 from agents.networks.actor_critic import ActorCritic
-from agents.networks.distributions import CategoricalDistribution, masked_logits
 
 LOGGED_TERMS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
 
@@ -121,12 +120,13 @@ class ShuffledMinibatches:
 def uses_closed_form_gradients(
     agent: ActorCritic, batch: Batch, extra_loss: Callable[[], torch.Tensor] | None
 ) -> bool:
-    """Whether a step takes ∂L/∂logits and ∂L/∂V in closed form (agents/core/head_gradients.py)
-    and backpropagates from there: for a categorical policy whose evaluate_actions is the standard
-    one (the transformer scores whole sequences its own way), with no reference-policy KL and no
+    """Whether a step differentiates its loss by hand down to the network's outputs
+    (agents/core/loss_gradients.py) and runs autograd from there: when the action distribution
+    has a closed form (categorical), the network's evaluate_actions is the standard one (the
+    transformer scores whole sequences its own way), and there is no reference-policy KL and no
     extra loss term. Anything else differentiates ppo_loss with autograd."""
     return (
-        type(agent.distribution) is CategoricalDistribution
+        agent.distribution.closed_form
         and type(agent).evaluate_actions is ActorCritic.evaluate_actions
         and batch.ref_logp is None
         and extra_loss is None
@@ -145,16 +145,16 @@ def minibatch_objective(
 ) -> tuple[LossTerms, list[torch.Tensor], list[torch.Tensor | None], float | None]:
     """What one step backpropagates for the samples `idx`: (the loss terms, the tensors to
     differentiate and their incoming gradients, the extra loss's value). In closed form these are
-    the logits and V(s) with ∂L/∂logits and ∂L/∂V; otherwise the scalar loss with None (∂L/∂L = 1)."""
+    the head and V(s) with ∂L/∂head and ∂L/∂V; otherwise the scalar loss with None (∂L/∂L = 1)."""
     masks = batch.action_masks[idx] if batch.action_masks is not None else None
     if closed_form:
         head, new_values = agent.logits_and_value(batch.obs[idx])
-        logits = masked_logits(head, masks)
-        terms, d_logits, d_values = categorical_ppo_gradients(
-            logits.detach(), batch.actions[idx], batch.logp[idx], advantages, new_values.detach(),
-            batch.values[idx], batch.returns[idx], **loss_coefs,
+        scores = agent.distribution.scores(head.detach(), batch.actions[idx], masks)
+        terms, d_logp, d_entropy, d_values = ppo_loss_gradients(
+            scores.logp, batch.logp[idx], advantages, new_values.detach(), batch.values[idx],
+            batch.returns[idx], scores.entropy, **loss_coefs,
         )
-        return terms, [logits, new_values], [d_logits, d_values], None
+        return terms, [head, new_values], [scores.head_gradient(d_logp, d_entropy), d_values], None
     new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx], masks)
     terms = ppo_loss(
         new_logp, batch.logp[idx], advantages, new_values, batch.values[idx], batch.returns[idx], entropy,

@@ -17,6 +17,7 @@ Deterministic play takes argmax / the most likely bits / μ.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -57,6 +58,39 @@ def log_prob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[t
     return logp, -(log_probs.exp() * log_probs).sum(dim=-1)
 
 
+@dataclass
+class CategoricalScores:
+    """log π(a|s) and H(π(·|s)) per row of a categorical head, kept with log π(·|s) so that the
+    gradient of any loss of the two can be taken back to the logits by hand (no autograd graph):
+      ∂ log π(a|s) / ∂logits_j = 1[j = a] − π_j,    ∂H / ∂logits_j = −π_j (log π_j + H).
+    A masked logit has π_j = 0 and gets 0 from both."""
+
+    logp: torch.Tensor
+    entropy: torch.Tensor
+    log_probs: torch.Tensor
+    actions: torch.Tensor  # [B, 1], long
+
+    @torch.no_grad()
+    def head_gradient(self, d_logp: torch.Tensor, d_entropy: torch.Tensor | None) -> torch.Tensor:
+        """∂L/∂logits [B, n] from ∂L/∂ log π(a|s) and ∂L/∂H, both [B] (None: L has no H term)."""
+        probs = self.log_probs.exp()
+        if d_entropy is None:
+            d_logits = probs * -d_logp.unsqueeze(-1)
+        else:
+            d_logits = probs * -(d_logp + d_entropy * self.entropy).unsqueeze(-1)
+            d_logits -= d_entropy.unsqueeze(-1) * probs * self.log_probs
+        return d_logits.scatter_add_(-1, self.actions, d_logp.unsqueeze(-1))
+
+
+@torch.no_grad()
+def categorical_scores(logits: torch.Tensor, actions: torch.Tensor) -> CategoricalScores:
+    """log_prob_and_entropy's numbers, without a graph, ready for CategoricalScores.head_gradient."""
+    log_probs = logits.log_softmax(dim=-1)
+    chosen = actions.long().reshape(-1, 1)
+    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+    return CategoricalScores(log_probs.gather(-1, chosen).squeeze(-1), entropy, log_probs, chosen)
+
+
 class ActionDistribution(nn.Module):
     """π(·|s) from a head output [B, head_size]; actions are [B, *action_shape] of action_dtype."""
 
@@ -80,6 +114,16 @@ class ActionDistribution(nn.Module):
         """The actions as the env takes them."""
         return actions.cpu().numpy()
 
+    # Whether scores() exists: the PPO update then differentiates its loss by hand down to the
+    # head (agents/core/loss_gradients.py) and runs autograd through the network only.
+    closed_form = False
+
+    def scores(
+        self, head: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> CategoricalScores:
+        """log_prob_and_entropy's numbers with a head_gradient(d_logp, d_entropy) method."""
+        raise NotImplementedError
+
 
 class CategoricalDistribution(ActionDistribution):
     """softmax over the head's n logits (n None: however many the network outputs)."""
@@ -93,6 +137,11 @@ class CategoricalDistribution(ActionDistribution):
 
     def log_prob_and_entropy(self, head, actions, mask=None):
         return log_prob_and_entropy(masked_logits(head, mask), actions)
+
+    closed_form = True
+
+    def scores(self, head, actions, mask=None):
+        return categorical_scores(masked_logits(head, mask), actions)
 
 
 class MultiCategoricalDistribution(ActionDistribution):

@@ -1,4 +1,5 @@
-"""The closed-form PPO gradients of a categorical policy against autograd through ppo_loss.
+"""The PPO loss differentiated by hand (agents/core/loss_gradients.py, and the categorical head's
+part in agents/networks/distributions.py) against autograd.
 
 The reference is torch's own differentiation of agents/core/loss.py's ppo_loss on
 log_prob_and_entropy: every branch of the loss (clipped surrogate or KL penalty, value clipping,
@@ -10,9 +11,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from agents.core.head_gradients import categorical_ppo_gradients
 from agents.core.loss import ppo_loss
-from agents.networks.distributions import log_prob_and_entropy, masked_logits
+from agents.core.loss_gradients import ppo_loss_gradients
+from agents.networks.distributions import CategoricalDistribution, log_prob_and_entropy, masked_logits
 
 B, N = 64, 5
 
@@ -42,7 +43,7 @@ def _case(seed: int, masked: bool, ties: bool) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("ent_coef", [0.0, 0.01])
 @pytest.mark.parametrize("clip_value_loss", [False, True])
 @pytest.mark.parametrize("kl_coef", [None, 0.2])
-def test_same_loss_and_gradients_as_autograd(ties, masked, ent_coef, clip_value_loss, kl_coef):
+def test_same_loss_and_head_gradients_as_autograd(ties, masked, ent_coef, clip_value_loss, kl_coef):
     case = _case(seed=7, masked=masked, ties=ties)
     coefs = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=ent_coef, clip_value_loss=clip_value_loss,
                  kl_coef=kl_coef)
@@ -54,13 +55,12 @@ def test_same_loss_and_gradients_as_autograd(ties, masked, ent_coef, clip_value_
                          case["returns"], entropy, **coefs)
     d_head, d_values = torch.autograd.grad(reference.loss, [head, values])
 
-    terms, d_logits, d_values_ours = categorical_ppo_gradients(
-        logits.detach(), case["actions"], case["old_logp"], case["advantages"], values.detach(),
-        case["old_values"], case["returns"], **coefs,
+    scores = CategoricalDistribution().scores(head.detach(), case["actions"], case["mask"])
+    terms, d_logp, d_entropy, d_values_ours = ppo_loss_gradients(
+        scores.logp, case["old_logp"], case["advantages"], values.detach(), case["old_values"],
+        case["returns"], scores.entropy, **coefs,
     )
-    # ∂L/∂head: masked_fill passes nothing back to a masked logit
-    d_head_ours = d_logits if case["mask"] is None else d_logits.masked_fill(~case["mask"], 0.0)
-    torch.testing.assert_close(d_head_ours, d_head, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(scores.head_gradient(d_logp, d_entropy), d_head, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(d_values_ours, d_values, rtol=1e-10, atol=1e-12)
     for name in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
         expected = getattr(reference, name).detach()
@@ -76,3 +76,24 @@ def test_the_branches_are_exercised():
     assert 0 < int(outside.sum()) < B
     step = case["values"] - case["old_values"]
     assert 0 < int((step.abs() > 0.2).sum()) < B
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("with_entropy", [False, True])
+def test_the_categorical_head_gradient_of_any_loss_of_logp_and_entropy(masked, with_entropy):
+    """head_gradient(∂L/∂ log π, ∂L/∂H) for L = Σ w·log π + u·H with random weights w, u (|u| small,
+    as PPO's c_e/B: at a masked logit autograd's own backward overflows to NaN once |u| > 1)."""
+    case = _case(seed=3, masked=masked, ties=False)
+    generator = torch.Generator().manual_seed(5)
+    weights = torch.randn(B, generator=generator, dtype=torch.float64)
+    entropy_weights = 0.01 * torch.randn(B, generator=generator, dtype=torch.float64)
+    entropy_weights = entropy_weights if with_entropy else None
+    head = case["head"].clone().requires_grad_()
+    logp, entropy = CategoricalDistribution().log_prob_and_entropy(head, case["actions"], case["mask"])
+    loss = (weights * logp).sum() + ((entropy_weights * entropy).sum() if with_entropy else 0.0)
+    (expected,) = torch.autograd.grad(loss, [head])
+    scores = CategoricalDistribution().scores(head.detach(), case["actions"], case["mask"])
+    torch.testing.assert_close(scores.logp, logp.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(scores.entropy, entropy.detach(), rtol=0, atol=0)
+    ours = scores.head_gradient(weights, entropy_weights)
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)

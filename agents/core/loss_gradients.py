@@ -1,20 +1,21 @@
-"""The PPO loss of a categorical policy, differentiated by hand with respect to the network's two
-outputs: its logits and V(s).
+"""The PPO loss differentiated by hand with respect to what the network and its action distribution
+output: log π(a|s), the entropy H and V(s), per sample.
 
-It is the loss of agents/core/loss.py's ppo_loss on agents/networks/distributions.py's
-log_prob_and_entropy, with the same value and, to float rounding, the same gradients. Autograd
-records about thirty small operations for that loss and runs each backwards: on CartPole, a
-quarter of an update step. Here the two gradients take a dozen operations, and autograd runs only
-through the network, from ∂L/∂logits and ∂L/∂V.
+It is agents/core/loss.py's ppo_loss without a reference-policy term, with the same value and, to
+float rounding, the same gradients. Autograd records about twenty small operations for that loss
+and runs each backwards; here the gradients take a handful. A distribution with a closed form
+(agents/networks/distributions.py: `scores`, `head_gradient`) carries ∂L/∂ log π and ∂L/∂H on to
+its head, and autograd runs through the network alone: on CartPole a quarter of an update step
+saved.
 
-With B samples, p = softmax(logits), log π(a|s) = log p_a and r = exp(log π(a|s) − log π_old):
-  ∂ log π(a|s) / ∂logits_j = 1[j = a] − p_j
-  ∂H / ∂logits_j = −p_j (log p_j + H)                      (H = −Σ_j p_j log p_j)
-  ∂L / ∂ log π(a|s) = −(1/B) · ∂surrogate/∂ log r, where ∂surrogate/∂ log r is
-      r·Â where min(r·Â, clip(r)·Â) takes its first term, or the two are equal (clip(r) = r inside
-      [1 − ε, 1 + ε], where clip passes its gradient), and 0 where the clipped term is smaller;
+With B samples and r = exp(log π(a|s) − log π_old):
+  ∂L/∂ log π(a|s) = −(1/B) · ∂surrogate/∂ log r, where ∂surrogate/∂ log r is
+      r·Â where min(r·Â, clip(r)·Â) takes its first term or the two are equal (clip(r) = r inside
+      [1 − ε, 1 + ε], where clip passes its gradient: torch.min's half to each adds up to r·Â),
+      and 0 where the clipped term is smaller;
       r·Â − β(r − 1) with the KL penalty (kl_coef = β; ∂k3/∂ log r = r − 1).
-  ∂L / ∂V = (c_v/B) · 2(V − R); with value clipping, torch.max's rule: the gradient goes to the
+  ∂L/∂H = −c_e/B.
+  ∂L/∂V = (c_v/B) · 2(V − R); with value clipping, torch.max's rule: the gradient goes to the
       larger of (V − R)² and (V_clip − R)², half to each on a tie, and through V_clip only where
       clip(V − V_old, −ε, ε) is inside its range.
 """
@@ -27,28 +28,24 @@ from agents.core.loss import LossTerms
 
 
 @torch.no_grad()
-def categorical_ppo_gradients(
-    logits: torch.Tensor,
-    actions: torch.Tensor,
+def ppo_loss_gradients(
+    new_logp: torch.Tensor,
     old_logp: torch.Tensor,
     advantages: torch.Tensor,
     new_values: torch.Tensor,
     old_values: torch.Tensor,
     returns: torch.Tensor,
+    entropy: torch.Tensor,
     *,
     clip_coef: float,
     vf_coef: float,
     ent_coef: float,
     clip_value_loss: bool = True,
     kl_coef: float | None = None,
-) -> tuple[LossTerms, torch.Tensor, torch.Tensor]:
-    """(ppo_loss's terms, ∂L/∂logits [B, n], ∂L/∂V [B]) for a softmax policy over `logits` (masked
-    actions already at the dtype's minimum logit), without a reference-policy term."""
-    count = logits.shape[0]
-    log_probs = logits.log_softmax(dim=-1)
-    probs = log_probs.exp()
-    chosen = actions.long().reshape(-1, 1)
-    log_ratio = log_probs.gather(-1, chosen).squeeze(-1) - old_logp
+) -> tuple[LossTerms, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """(ppo_loss's terms, ∂L/∂ log π(a|s), ∂L/∂H or None when c_e = 0, ∂L/∂V), each [B]."""
+    count = new_logp.shape[0]
+    log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
     kl_per_sample = (ratio - 1) - log_ratio
     if kl_coef is None:
@@ -60,12 +57,7 @@ def categorical_ppo_gradients(
         surrogate = ratio * advantages - kl_coef * kl_per_sample
         d_surrogate = ratio * advantages - kl_coef * (ratio - 1)
     d_logp = d_surrogate * (-1.0 / count)
-    d_logits = probs * -d_logp.unsqueeze(-1)
-    d_logits.scatter_add_(-1, chosen, d_logp.unsqueeze(-1))
-
-    entropy = -(probs * log_probs).sum(dim=-1)
-    if ent_coef:
-        d_logits += (ent_coef / count) * probs * (log_probs + entropy.unsqueeze(-1))
+    d_entropy = torch.full_like(entropy, -ent_coef / count) if ent_coef else None
 
     error = new_values - returns
     value_error = error.square()
@@ -95,4 +87,4 @@ def categorical_ppo_gradients(
         clip_fraction=((ratio - 1).abs() > clip_coef).float().mean(),
         ref_kl=torch.zeros(()),
     )
-    return terms, d_logits, d_values
+    return terms, d_logp, d_entropy, d_values

@@ -8,12 +8,25 @@ entropy bonus, masked actions) and the ties where torch.min / torch.max split th
 
 from __future__ import annotations
 
+import gymnasium as gym
+import numpy as np
 import pytest
 import torch
 
+from agents.config import PPOConfig
+from agents.core import update
+from agents.core.batch import Batch
 from agents.core.loss import ppo_loss
 from agents.core.loss_gradients import ppo_loss_gradients
-from agents.networks.distributions import CategoricalDistribution, log_prob_and_entropy, masked_logits
+from agents.networks.distributions import (
+    BernoulliDistribution,
+    CategoricalDistribution,
+    DiagGaussianDistribution,
+    MultiCategoricalDistribution,
+    log_prob_and_entropy,
+    masked_logits,
+)
+from agents.networks.mlp import MLPActorCritic
 
 B, N = 64, 5
 
@@ -78,22 +91,97 @@ def test_the_branches_are_exercised():
     assert 0 < int((step.abs() > 0.2).sum()) < B
 
 
-@pytest.mark.parametrize("masked", [False, True])
+def _distribution_case(kind: str, generator: torch.Generator):
+    """(distribution, head, actions, mask) with random numbers, float64."""
+    if kind in ("categorical", "masked categorical"):
+        head = torch.randn(B, N, generator=generator, dtype=torch.float64)
+        mask = torch.rand(B, N, generator=generator) > 0.3 if kind == "masked categorical" else None
+        probs = masked_logits(head, mask).softmax(-1)
+        return CategoricalDistribution(), head, torch.multinomial(probs, 1, generator=generator)[:, 0], mask
+    if kind == "multi-categorical":
+        head = torch.randn(B, 5, generator=generator, dtype=torch.float64)
+        actions = torch.stack([torch.randint(0, 2, (B,), generator=generator),
+                               torch.randint(0, 3, (B,), generator=generator)], -1)
+        return MultiCategoricalDistribution([2, 3]), head, actions, None
+    if kind == "bernoulli":
+        head = 3 * torch.randn(B, 4, generator=generator, dtype=torch.float64)
+        return BernoulliDistribution(4), head, torch.randint(0, 2, (B, 4), generator=generator), None
+    squash = kind == "squashed gaussian"
+    gaussian = DiagGaussianDistribution(np.full((2, 3), -1.0), np.full((2, 3), 1.0), squash=squash).double()
+    with torch.no_grad():
+        gaussian.log_std.copy_(0.3 * torch.randn(6, generator=generator, dtype=torch.float64))
+    head = torch.randn(B, 2, 3, generator=generator, dtype=torch.float64)
+    return gaussian, head, head + torch.randn(B, 2, 3, generator=generator, dtype=torch.float64), None
+
+
+KINDS = ["categorical", "masked categorical", "multi-categorical", "bernoulli", "gaussian",
+         "squashed gaussian"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("with_entropy", [False, True])
-def test_the_categorical_head_gradient_of_any_loss_of_logp_and_entropy(masked, with_entropy):
-    """head_gradient(∂L/∂ log π, ∂L/∂H) for L = Σ w·log π + u·H with random weights w, u (|u| small,
-    as PPO's c_e/B: at a masked logit autograd's own backward overflows to NaN once |u| > 1)."""
-    case = _case(seed=3, masked=masked, ties=False)
+def test_each_distribution_carries_a_loss_of_logp_and_entropy_back_to_its_head(kind, with_entropy):
+    """head_gradient / parameter_gradients(∂L/∂ log π, ∂L/∂H) for L = Σ w·log π + u·H with random
+    weights w, u (|u| small, as PPO's c_e/B: at a masked logit autograd's own backward overflows
+    to NaN once |u| > 1), against autograd of log_prob_and_entropy."""
     generator = torch.Generator().manual_seed(5)
+    distribution, head, actions, mask = _distribution_case(kind, generator)
     weights = torch.randn(B, generator=generator, dtype=torch.float64)
     entropy_weights = 0.01 * torch.randn(B, generator=generator, dtype=torch.float64)
     entropy_weights = entropy_weights if with_entropy else None
-    head = case["head"].clone().requires_grad_()
-    logp, entropy = CategoricalDistribution().log_prob_and_entropy(head, case["actions"], case["mask"])
+    head = head.clone().requires_grad_()
+    logp, entropy = distribution.log_prob_and_entropy(head, actions, mask)
     loss = (weights * logp).sum() + ((entropy_weights * entropy).sum() if with_entropy else 0.0)
-    (expected,) = torch.autograd.grad(loss, [head])
-    scores = CategoricalDistribution().scores(head.detach(), case["actions"], case["mask"])
+    own = list(distribution.parameters())
+    expected = torch.autograd.grad(loss, [head, *own], allow_unused=True)
+
+    assert distribution.closed_form
+    scores = distribution.scores(head.detach(), actions, mask)
     torch.testing.assert_close(scores.logp, logp.detach(), rtol=0, atol=0)
     torch.testing.assert_close(scores.entropy, entropy.detach(), rtol=0, atol=0)
     ours = scores.head_gradient(weights, entropy_weights)
-    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ours, expected[0], rtol=1e-10, atol=1e-12)
+    ours_own = dict((id(p), g) for p, g in scores.parameter_gradients(weights, entropy_weights))
+    assert set(ours_own) == {id(p) for p in own}
+    for parameter, gradient in zip(own, expected[1:]):
+        torch.testing.assert_close(ours_own[id(parameter)], gradient, rtol=1e-10, atol=1e-12)
+
+
+ACTION_SPACES = {
+    "discrete": gym.spaces.Discrete(3),
+    "multi-discrete": gym.spaces.MultiDiscrete([2, 3]),
+    "multi-binary": gym.spaces.MultiBinary(3),
+    "box": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+}
+
+
+@pytest.mark.parametrize("space", ACTION_SPACES)
+def test_an_update_in_closed_form_takes_the_autograd_update_step(space, monkeypatch):
+    """ppo_update through the closed form and through autograd of ppo_loss (forced) from the same
+    weights and batch: the same weights after 2 epochs × 2 minibatches, the log σ of a Gaussian
+    included, and the same logged terms."""
+    observation_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
+    config = PPOConfig(update_epochs=2, num_minibatches=2, ent_coef=0.01, clip_value_loss=True)
+    generator = torch.Generator().manual_seed(0)
+    obs = torch.randn(B, 4, generator=generator)
+    results = []
+    for closed_form in (True, False):
+        torch.manual_seed(0)
+        agent = MLPActorCritic(observation_space, ACTION_SPACES[space], [16, 16])
+        with torch.no_grad():
+            actions, logp, values = agent.act(obs)
+        advantages = torch.randn(B, generator=torch.Generator().manual_seed(1))
+        batch = Batch(obs, actions, logp - 0.1, values, advantages, values + advantages)
+        if not closed_form:
+            monkeypatch.setattr(update, "uses_closed_form_gradients", lambda *args: False)
+        else:
+            assert update.uses_closed_form_gradients(agent, batch, None)
+        optimizer = torch.optim.Adam(agent.parameters(), lr=1e-2, eps=1e-5)
+        metrics = update.ppo_update(agent, optimizer, batch, config, 0.2, None,
+                                    update.ShuffledMinibatches(torch.Generator().manual_seed(2)))
+        results.append(({name: p.detach().clone() for name, p in agent.named_parameters()}, metrics))
+    (closed, closed_metrics), (reference, reference_metrics) = results
+    assert closed.keys() == reference.keys()
+    for name in closed:
+        torch.testing.assert_close(closed[name], reference[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert closed_metrics == pytest.approx(reference_metrics, rel=1e-4, abs=1e-6)

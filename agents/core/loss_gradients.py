@@ -3,10 +3,9 @@ output: log π(a|s), the entropy H and V(s), per sample.
 
 It is agents/core/loss.py's ppo_loss without a reference-policy term, with the same value and, to
 float rounding, the same gradients. Autograd records about twenty small operations for that loss
-and runs each backwards; here the gradients take a handful. A distribution with a closed form
-(agents/networks/distributions.py: `scores`, `head_gradient`) carries ∂L/∂ log π and ∂L/∂H on to
-its head, and autograd runs through the network alone: on CartPole a quarter of an update step
-saved.
+and runs each backwards; here the gradients take a handful. The action distribution carries
+∂L/∂ log π and ∂L/∂H on to its head and its own parameters (agents/networks/head_scores.py), and
+autograd runs through the network alone: on CartPole that saves a quarter of an update step.
 
 With B samples and r = exp(log π(a|s) − log π_old):
   ∂L/∂ log π(a|s) = −(1/B) · ∂surrogate/∂ log r, where ∂surrogate/∂ log r is

@@ -122,7 +122,7 @@ def uses_closed_form_gradients(
 ) -> bool:
     """Whether a step differentiates its loss by hand down to the network's outputs
     (agents/core/loss_gradients.py) and runs autograd from there: when the action distribution
-    has a closed form (categorical), the network's evaluate_actions is the standard one (the
+    has a closed form (all of ours do), the network's evaluate_actions is the standard one (the
     transformer scores whole sequences its own way), and there is no reference-policy KL and no
     extra loss term. Anything else differentiates ppo_loss with autograd."""
     return (
@@ -154,7 +154,10 @@ def minibatch_objective(
             scores.logp, batch.logp[idx], advantages, new_values.detach(), batch.values[idx],
             batch.returns[idx], scores.entropy, **loss_coefs,
         )
-        return terms, [head, new_values], [scores.head_gradient(d_logp, d_entropy), d_values], None
+        own = scores.parameter_gradients(d_logp, d_entropy)  # the distribution's parameters (log σ)
+        outputs = [head, new_values, *(parameter for parameter, _ in own)]
+        gradients = [scores.head_gradient(d_logp, d_entropy), d_values, *(gradient for _, gradient in own)]
+        return terms, outputs, gradients, None
     new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx], masks)
     terms = ppo_loss(
         new_logp, batch.logp[idx], advantages, new_values, batch.values[idx], batch.returns[idx], entropy,

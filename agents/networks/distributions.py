@@ -17,7 +17,6 @@ Deterministic play takes argmax / the most likely bits / μ.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import gymnasium as gym
 import numpy as np
@@ -26,6 +25,13 @@ from torch import nn
 from torch.nn import functional as F
 
 from agents.config import ConfigError
+from agents.networks.head_scores import (
+    BernoulliScores,
+    GaussianScores,
+    HeadScores,
+    SummedScores,
+    categorical_scores,
+)
 
 
 def masked_logits(logits: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -58,39 +64,6 @@ def log_prob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[t
     return logp, -(log_probs.exp() * log_probs).sum(dim=-1)
 
 
-@dataclass
-class CategoricalScores:
-    """log π(a|s) and H(π(·|s)) per row of a categorical head, kept with log π(·|s) so that the
-    gradient of any loss of the two can be taken back to the logits by hand (no autograd graph):
-      ∂ log π(a|s) / ∂logits_j = 1[j = a] − π_j,    ∂H / ∂logits_j = −π_j (log π_j + H).
-    A masked logit has π_j = 0 and gets 0 from both."""
-
-    logp: torch.Tensor
-    entropy: torch.Tensor
-    log_probs: torch.Tensor
-    actions: torch.Tensor  # [B, 1], long
-
-    @torch.no_grad()
-    def head_gradient(self, d_logp: torch.Tensor, d_entropy: torch.Tensor | None) -> torch.Tensor:
-        """∂L/∂logits [B, n] from ∂L/∂ log π(a|s) and ∂L/∂H, both [B] (None: L has no H term)."""
-        probs = self.log_probs.exp()
-        if d_entropy is None:
-            d_logits = probs * -d_logp.unsqueeze(-1)
-        else:
-            d_logits = probs * -(d_logp + d_entropy * self.entropy).unsqueeze(-1)
-            d_logits -= d_entropy.unsqueeze(-1) * probs * self.log_probs
-        return d_logits.scatter_add_(-1, self.actions, d_logp.unsqueeze(-1))
-
-
-@torch.no_grad()
-def categorical_scores(logits: torch.Tensor, actions: torch.Tensor) -> CategoricalScores:
-    """log_prob_and_entropy's numbers, without a graph, ready for CategoricalScores.head_gradient."""
-    log_probs = logits.log_softmax(dim=-1)
-    chosen = actions.long().reshape(-1, 1)
-    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
-    return CategoricalScores(log_probs.gather(-1, chosen).squeeze(-1), entropy, log_probs, chosen)
-
-
 class ActionDistribution(nn.Module):
     """π(·|s) from a head output [B, head_size]; actions are [B, *action_shape] of action_dtype."""
 
@@ -120,8 +93,8 @@ class ActionDistribution(nn.Module):
 
     def scores(
         self, head: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> CategoricalScores:
-        """log_prob_and_entropy's numbers with a head_gradient(d_logp, d_entropy) method."""
+    ) -> HeadScores:
+        """log_prob_and_entropy's numbers, with their derivatives (agents/networks/head_scores.py)."""
         raise NotImplementedError
 
 
@@ -165,6 +138,15 @@ class MultiCategoricalDistribution(ActionDistribution):
             -1
         )
 
+    closed_form = True
+
+    @torch.no_grad()
+    def scores(self, head, actions, mask=None):
+        slices = head.split(self.nvec, dim=-1)
+        parts = [categorical_scores(logits, actions[:, i]) for i, logits in enumerate(slices)]
+        logp = torch.stack([part.logp for part in parts], -1).sum(-1)
+        return SummedScores(logp, torch.stack([part.entropy for part in parts], -1).sum(-1), parts)
+
 
 class BernoulliDistribution(ActionDistribution):
     """Independent bits b_i ~ Bernoulli(σ(x_i)): log p = −softplus(−x), log(1 − p) = −softplus(x)."""
@@ -183,6 +165,13 @@ class BernoulliDistribution(ActionDistribution):
         logp = (a * log_p + (1 - a) * log_not_p).sum(-1)
         p = torch.sigmoid(head)
         return logp, -(p * log_p + (1 - p) * log_not_p).sum(-1)
+
+    closed_form = True
+
+    @torch.no_grad()
+    def scores(self, head, actions, mask=None):
+        logp, entropy = self.log_prob_and_entropy(head, actions)
+        return BernoulliScores(logp, entropy, head, actions.to(head.dtype))
 
 
 class DiagGaussianDistribution(ActionDistribution):
@@ -225,6 +214,15 @@ class DiagGaussianDistribution(ActionDistribution):
             return logp, -logp
         entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(mean.shape[0])
         return logp, entropy
+
+    closed_form = True
+
+    @torch.no_grad()
+    def scores(self, head, actions, mask=None):
+        logp, entropy = self.log_prob_and_entropy(head, actions)
+        mean = head.reshape(head.shape[0], -1)
+        u = actions.reshape(mean.shape).to(mean.dtype)
+        return GaussianScores(logp, entropy, mean, u, self.log_std, self.squash, head.shape)
 
     def to_env(self, actions: torch.Tensor) -> np.ndarray:
         u = actions.reshape(actions.shape[0], -1)

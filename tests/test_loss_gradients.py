@@ -185,3 +185,78 @@ def test_an_update_in_closed_form_takes_the_autograd_update_step(space, monkeypa
     for name in closed:
         torch.testing.assert_close(closed[name], reference[name], rtol=1e-4, atol=1e-5, msg=name)
     assert closed_metrics == pytest.approx(reference_metrics, rel=1e-4, abs=1e-6)
+
+
+def test_masked_logits_get_no_gradient_even_where_autograd_alone_decides():
+    """A row with every action masked (uniform π) and a masked action that was taken: masked_fill
+    passes nothing back to a masked logit, and neither does the closed form."""
+    head = torch.randn(3, N, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    mask = torch.ones(3, N, dtype=torch.bool)
+    mask[0] = False  # nothing valid
+    mask[1, 2] = False  # action 2 taken although masked
+    actions = torch.tensor([1, 2, 0])
+    weights, entropy_weights = torch.tensor([0.5, -1.0, 2.0]), torch.tensor([0.01, -0.02, 0.03])
+    distribution = CategoricalDistribution()
+    leaf = head.clone().requires_grad_()
+    logp, entropy = distribution.log_prob_and_entropy(leaf, actions, mask)
+    (expected,) = torch.autograd.grad((weights * logp).sum() + (entropy_weights * entropy).sum(), [leaf])
+    ours = distribution.scores(head, actions, mask).head_gradient(weights.double(), entropy_weights.double())
+    torch.testing.assert_close(ours, expected, rtol=1e-10, atol=1e-12)
+    assert not ours[0].any() and ours[1, 2] == 0
+
+
+def test_a_tie_outside_the_clip_range_gets_half_the_gradient_as_torch_min_gives_it():
+    """Just above 1 + ε, r·Â and clip(r)·Â can round to the same float32: torch.min then sends
+    half the gradient through each term and the clipped one drops its half."""
+    old_logp = torch.zeros(4096)
+    new_logp = torch.full((4096,), float(np.log(np.float32(1.2))))
+    while not (new_logp.exp() > torch.tensor(1.2)).all():
+        new_logp = torch.nextafter(new_logp, torch.tensor(1.0))
+    advantages = torch.randn(4096, generator=torch.Generator().manual_seed(0))
+    ratio = (new_logp - old_logp).exp()
+    ties = ratio * advantages == ratio.clamp(0.8, 1.2) * advantages
+    assert 0 < int(ties.sum()) < 4096  # both cases present
+    leaf = new_logp.clone().requires_grad_()
+    values, returns = torch.zeros(4096), torch.zeros(4096)
+    reference = ppo_loss(leaf, old_logp, advantages, values, values, returns, torch.zeros(4096),
+                         clip_coef=0.2, vf_coef=0.5, ent_coef=0.0, clip_value_loss=False)
+    (expected,) = torch.autograd.grad(reference.loss, [leaf])
+    _, d_logp, _, _ = ppo_loss_gradients(new_logp, old_logp, advantages, values, values, returns,
+                                         torch.zeros(4096), clip_coef=0.2, vf_coef=0.5, ent_coef=0.0,
+                                         clip_value_loss=False)
+    torch.testing.assert_close(d_logp, expected, rtol=1e-6, atol=0)
+
+
+def test_a_nan_stays_a_nan_for_the_non_finite_gradient_check():
+    case = _case(seed=7, masked=False, ties=False)
+    old_logp = case["old_logp"].clone()
+    old_logp[3] = float("nan")
+    values = case["values"].clone()
+    values[5] = float("nan")
+    terms, d_logp, _, d_values = ppo_loss_gradients(
+        case["old_logp"], old_logp, case["advantages"], values, case["old_values"], case["returns"],
+        torch.zeros(B, dtype=torch.float64), clip_coef=0.2, vf_coef=0.5, ent_coef=0.0, clip_value_loss=True,
+    )
+    assert torch.isnan(d_logp[3]) and torch.isnan(d_values[5]) and torch.isnan(terms.loss)
+    assert torch.isfinite(d_logp[torch.arange(B) != 3]).all()
+
+
+def test_a_distribution_that_changes_its_log_prob_goes_back_to_autograd():
+    class Tempered(CategoricalDistribution):
+        def log_prob_and_entropy(self, head, actions, mask=None):
+            return super().log_prob_and_entropy(head / 2, actions, mask)
+
+    assert CategoricalDistribution().closed_form and not Tempered().closed_form
+
+
+def test_a_frozen_log_std_is_left_alone():
+    agent = MLPActorCritic(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), ACTION_SPACES["box"], [16])
+    agent.distribution.log_std.requires_grad_(False)
+    obs = torch.randn(B, 4, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        actions, logp, values = agent.act(obs)
+    batch = Batch(obs, actions, logp, values, torch.randn(B), values)
+    trainable = [p for p in agent.parameters() if p.requires_grad]
+    update.ppo_update(agent, torch.optim.Adam(trainable, lr=1e-2), batch, PPOConfig(update_epochs=1), 0.2,
+                      None, update.ShuffledMinibatches(torch.Generator().manual_seed(2)))
+    assert torch.equal(agent.distribution.log_std, torch.zeros(2))

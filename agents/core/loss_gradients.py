@@ -9,9 +9,9 @@ autograd runs through the network alone: on CartPole that saves a quarter of an 
 
 With B samples and r = exp(log π(a|s) − log π_old):
   ∂L/∂ log π(a|s) = −(1/B) · ∂surrogate/∂ log r, where ∂surrogate/∂ log r is
-      r·Â where min(r·Â, clip(r)·Â) takes its first term or the two are equal (clip(r) = r inside
-      [1 − ε, 1 + ε], where clip passes its gradient: torch.min's half to each adds up to r·Â),
-      and 0 where the clipped term is smaller;
+      r·Â where min(r·Â, clip(r)·Â) takes its first term, 0 where it takes the clipped one, and on
+      a tie torch.min's half to each: r·Â inside [1 − ε, 1 + ε] (where clip(r) = r passes its
+      gradient), ½·r·Â outside (where the two only round to the same number);
       r·Â − β(r − 1) with the KL penalty (kl_coef = β; ∂k3/∂ log r = r − 1).
   ∂L/∂H = −c_e/B.
   ∂L/∂V = (c_v/B) · 2(V − R); with value clipping, torch.max's rule: the gradient goes to the
@@ -51,7 +51,15 @@ def ppo_loss_gradients(
         unclipped = ratio * advantages
         clipped = ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantages
         surrogate = torch.min(unclipped, clipped)
-        d_surrogate = torch.where(unclipped <= clipped, unclipped, 0.0)
+        # The share of ∂(r·Â) that torch.min passes on: all of it where the unclipped term is the
+        # smaller, none where it is the larger; on a tie half through each term, and the clipped
+        # one passes its half on only inside the clip range. NaN compares as a tie: it stays NaN,
+        # for the non-finite gradient check to find.
+        inside = (ratio >= 1 - clip_coef) & (ratio <= 1 + clip_coef)
+        share = torch.where(
+            unclipped < clipped, 1.0, torch.where(unclipped > clipped, 0.0, torch.where(inside, 1.0, 0.5))
+        )
+        d_surrogate = unclipped * share
     else:
         surrogate = ratio * advantages - kl_coef * kl_per_sample
         d_surrogate = ratio * advantages - kl_coef * (ratio - 1)

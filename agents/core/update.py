@@ -154,7 +154,8 @@ def minibatch_objective(
             scores.logp, batch.logp[idx], advantages, new_values.detach(), batch.values[idx],
             batch.returns[idx], scores.entropy, **loss_coefs,
         )
-        own = scores.parameter_gradients(d_logp, d_entropy)  # the distribution's parameters (log σ)
+        # The distribution's own parameters (a Gaussian's log σ), unless frozen.
+        own = [(p, g) for p, g in scores.parameter_gradients(d_logp, d_entropy) if p.requires_grad]
         outputs = [head, new_values, *(parameter for parameter, _ in own)]
         gradients = [scores.head_gradient(d_logp, d_entropy), d_values, *(gradient for _, gradient in own)]
         return terms, outputs, gradients, None

@@ -87,9 +87,18 @@ class ActionDistribution(nn.Module):
         """The actions as the env takes them."""
         return actions.cpu().numpy()
 
-    # Whether scores() exists: the PPO update then differentiates its loss by hand down to the
-    # head (agents/core/loss_gradients.py) and runs autograd through the network only.
-    closed_form = False
+    @property
+    def closed_form(self) -> bool:
+        """Whether scores() gives this distribution's log π and H with their derivatives: the PPO
+        update then differentiates its loss by hand down to the head (agents/core/loss_gradients.py)
+        and runs autograd through the network only. Only where the class that defines scores()
+        also defines log_prob_and_entropy: a subclass that changes one of them (a temperature, a
+        state-dependent σ) goes back to autograd."""
+
+        def owner(name: str) -> type:
+            return next(cls for cls in type(self).__mro__ if name in cls.__dict__)
+
+        return owner("scores") is owner("log_prob_and_entropy") is not ActionDistribution
 
     def scores(
         self, head: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
@@ -111,10 +120,8 @@ class CategoricalDistribution(ActionDistribution):
     def log_prob_and_entropy(self, head, actions, mask=None):
         return log_prob_and_entropy(masked_logits(head, mask), actions)
 
-    closed_form = True
-
     def scores(self, head, actions, mask=None):
-        return categorical_scores(masked_logits(head, mask), actions)
+        return categorical_scores(masked_logits(head, mask), actions, mask)
 
 
 class MultiCategoricalDistribution(ActionDistribution):
@@ -137,8 +144,6 @@ class MultiCategoricalDistribution(ActionDistribution):
         return torch.stack([lp for lp, _ in parts], -1).sum(-1), torch.stack([h for _, h in parts], -1).sum(
             -1
         )
-
-    closed_form = True
 
     @torch.no_grad()
     def scores(self, head, actions, mask=None):
@@ -165,8 +170,6 @@ class BernoulliDistribution(ActionDistribution):
         logp = (a * log_p + (1 - a) * log_not_p).sum(-1)
         p = torch.sigmoid(head)
         return logp, -(p * log_p + (1 - p) * log_not_p).sum(-1)
-
-    closed_form = True
 
     @torch.no_grad()
     def scores(self, head, actions, mask=None):
@@ -214,8 +217,6 @@ class DiagGaussianDistribution(ActionDistribution):
             return logp, -logp
         entropy = (0.5 + 0.5 * math.log(2 * math.pi) + self.log_std).sum().expand(mean.shape[0])
         return logp, entropy
-
-    closed_form = True
 
     @torch.no_grad()
     def scores(self, head, actions, mask=None):

@@ -7,7 +7,7 @@ distribution's own parameters. The PPO update (agents/core/loss_gradients.py) us
 autograd through the network alone. Derivatives, per row:
 
 - categorical over logits l (π = softmax l):  ∂ log π_a/∂l_j = 1[j = a] − π_j,
-  ∂H/∂l_j = −π_j (log π_j + H); a masked logit has π_j = 0 and gets 0 from both;
+  ∂H/∂l_j = −π_j (log π_j + H); a masked logit is replaced by the dtype's minimum and gets 0;
 - independent categoricals (MultiDiscrete): log π and H are sums, so each slice of the head gets
   its own categorical's derivatives with the same ∂L/∂ log π and ∂L/∂H;
 - Bernoulli bits, logit x, p = σ(x):  ∂ log π/∂x = a − p,  ∂H/∂x = −x p (1 − p);
@@ -45,6 +45,7 @@ class HeadScores:
 class CategoricalScores(HeadScores):
     log_probs: torch.Tensor  # log π(·|s), [B, n]
     actions: torch.Tensor  # [B, 1], long
+    mask: torch.Tensor | None  # valid actions, [B, n] bool
 
     @torch.no_grad()
     def head_gradient(self, d_logp, d_entropy):
@@ -54,16 +55,22 @@ class CategoricalScores(HeadScores):
         else:
             d_logits = probs * -(d_logp + d_entropy * self.entropy).unsqueeze(-1)
             d_logits -= d_entropy.unsqueeze(-1) * probs * self.log_probs
-        return d_logits.scatter_add_(-1, self.actions, d_logp.unsqueeze(-1))
+        d_logits.scatter_add_(-1, self.actions, d_logp.unsqueeze(-1))
+        # Masking replaces a logit, so nothing flows back to it: this matters where π_j ≠ 0 anyway
+        # (a row with every action masked is uniform) or at a masked action that was taken.
+        return d_logits if self.mask is None else d_logits.masked_fill_(~self.mask, 0.0)
 
 
 @torch.no_grad()
-def categorical_scores(logits: torch.Tensor, actions: torch.Tensor) -> CategoricalScores:
-    """distributions.log_prob_and_entropy's numbers for `logits` (masked already) and `actions`."""
+def categorical_scores(
+    logits: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
+) -> CategoricalScores:
+    """distributions.log_prob_and_entropy's numbers for `logits` (masked already by `mask`) and
+    `actions`."""
     log_probs = logits.log_softmax(dim=-1)
     chosen = actions.long().reshape(-1, 1)
     entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
-    return CategoricalScores(log_probs.gather(-1, chosen).squeeze(-1), entropy, log_probs, chosen)
+    return CategoricalScores(log_probs.gather(-1, chosen).squeeze(-1), entropy, log_probs, chosen, mask)
 
 
 @dataclass

@@ -145,7 +145,8 @@ def minibatch_objective(
 ) -> tuple[LossTerms, list[torch.Tensor], list[torch.Tensor | None], float | None]:
     """What one step backpropagates for the samples `idx`: (the loss terms, the tensors to
     differentiate and their incoming gradients, the extra loss's value). In closed form these are
-    the head and V(s) with ∂L/∂head and ∂L/∂V; otherwise the scalar loss with None (∂L/∂L = 1)."""
+    the head, V(s) and the distribution's own parameters with ∂L/∂ of each; otherwise the scalar
+    loss with None (∂L/∂L = 1)."""
     masks = batch.action_masks[idx] if batch.action_masks is not None else None
     if closed_form:
         head, new_values = agent.logits_and_value(batch.obs[idx])

@@ -8,6 +8,8 @@ entropy bonus, masked actions) and the ties where torch.min / torch.max split th
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -27,6 +29,7 @@ from agents.networks.distributions import (
     masked_logits,
 )
 from agents.networks.mlp import MLPActorCritic
+from agents.networks.transformer import TransformerActorCritic
 
 B, N = 64, 5
 
@@ -260,3 +263,16 @@ def test_a_frozen_log_std_is_left_alone():
     update.ppo_update(agent, torch.optim.Adam(trainable, lr=1e-2), batch, PPOConfig(update_epochs=1), 0.2,
                       None, update.ShuffledMinibatches(torch.Generator().manual_seed(2)))
     assert torch.equal(agent.distribution.log_std, torch.zeros(2))
+
+
+def test_the_closed_form_is_used_only_where_it_gives_ppo_loss_gradients():
+    """The transformer scores whole sequences in its own evaluate_actions; a reference-policy KL
+    and an extra loss (PPO-ptx) are terms the closed form does not have: all three use autograd."""
+    mlp = MLPActorCritic(gym.spaces.Box(-1.0, 1.0, (4,), np.float32), ACTION_SPACES["discrete"], [8])
+    transformer = TransformerActorCritic(vocab_size=12, max_len=6, d_model=16, n_layers=1, n_heads=2)
+    zeros = torch.zeros(4)
+    batch = Batch(torch.zeros(4, 4), zeros.long(), zeros, zeros, zeros, zeros)
+    assert update.uses_closed_form_gradients(mlp, batch, None)
+    assert not update.uses_closed_form_gradients(transformer, batch, None)
+    assert not update.uses_closed_form_gradients(mlp, replace(batch, ref_logp=zeros), None)
+    assert not update.uses_closed_form_gradients(mlp, batch, lambda: torch.zeros(()))

@@ -55,10 +55,9 @@ def ppo_loss_gradients(
         # smaller, none where it is the larger; on a tie half through each term, and the clipped
         # one passes its half on only inside the clip range. NaN compares as a tie: it stays NaN,
         # for the non-finite gradient check to find.
-        inside = (ratio >= 1 - clip_coef) & (ratio <= 1 + clip_coef)
-        share = torch.where(
-            unclipped < clipped, 1.0, torch.where(unclipped > clipped, 0.0, torch.where(inside, 1.0, 0.5))
-        )
+        ratio_inside = (ratio >= 1 - clip_coef) & (ratio <= 1 + clip_coef)
+        on_tie = torch.where(ratio_inside, 1.0, 0.5)
+        share = torch.where(unclipped < clipped, 1.0, torch.where(unclipped > clipped, 0.0, on_tie))
         d_surrogate = unclipped * share
     else:
         surrogate = ratio * advantages - kl_coef * kl_per_sample
@@ -75,8 +74,8 @@ def ppo_loss_gradients(
         to_unclipped = torch.where(
             value_error > clipped_value_error, 1.0, torch.where(value_error < clipped_value_error, 0.0, 0.5)
         )
-        inside = (step >= -clip_coef) & (step <= clip_coef)
-        d_value_error = 2 * error * to_unclipped + 2 * clipped_error * (1 - to_unclipped) * inside
+        step_inside = (step >= -clip_coef) & (step <= clip_coef)
+        d_value_error = 2 * error * to_unclipped + 2 * clipped_error * (1 - to_unclipped) * step_inside
         value_error = torch.max(value_error, clipped_value_error)
     else:
         d_value_error = 2 * error

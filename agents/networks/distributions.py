@@ -27,10 +27,10 @@ from torch.nn import functional as F
 from agents.config import ConfigError
 from agents.networks.head_scores import (
     BernoulliScores,
-    GaussianScores,
     HeadScores,
     SummedScores,
     categorical_scores,
+    gaussian_scores,
 )
 
 
@@ -221,9 +221,7 @@ class DiagGaussianDistribution(ActionDistribution):
     @torch.no_grad()
     def scores(self, head, actions, mask=None):
         logp, entropy = self.log_prob_and_entropy(head, actions)
-        mean = head.reshape(head.shape[0], -1)
-        u = actions.reshape(mean.shape).to(mean.dtype)
-        return GaussianScores(logp, entropy, mean, u, self.log_std, self.squash, head.shape)
+        return gaussian_scores(logp, entropy, head, actions, self.log_std, self.squash)
 
     def to_env(self, actions: torch.Tensor) -> np.ndarray:
         u = actions.reshape(actions.shape[0], -1)

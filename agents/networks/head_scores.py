@@ -100,8 +100,8 @@ class BernoulliScores(HeadScores):
 
 @dataclass
 class GaussianScores(HeadScores):
-    mean: torch.Tensor  # μ, [B, d]
-    actions: torch.Tensor  # u, [B, d]
+    error_over_variance: torch.Tensor  # (u − μ)/σ², [B, d]: ∂ log π/∂μ
+    z_squared: torch.Tensor  # (u − μ)²/σ², [B, d]: ∂ log π/∂ log σ + 1
     log_std: torch.Tensor  # the distribution's parameter log σ, [d]
     squashed: bool
     head_shape: torch.Size
@@ -112,15 +112,26 @@ class GaussianScores(HeadScores):
 
     @torch.no_grad()
     def head_gradient(self, d_logp, d_entropy):
-        weight = self._d_log_pi(d_logp, d_entropy)
-        d_mean = (self.actions - self.mean) * torch.exp(-2 * self.log_std) * weight[:, None]
+        d_mean = self.error_over_variance * self._d_log_pi(d_logp, d_entropy)[:, None]
         return d_mean.reshape(self.head_shape)
 
     @torch.no_grad()
     def parameter_gradients(self, d_logp, d_entropy):
-        weight = self._d_log_pi(d_logp, d_entropy)
-        z_squared = (self.actions - self.mean).square() * torch.exp(-2 * self.log_std)
-        d_log_std = ((z_squared - 1) * weight[:, None]).sum(0)
+        d_log_std = ((self.z_squared - 1) * self._d_log_pi(d_logp, d_entropy)[:, None]).sum(0)
         if d_entropy is not None and not self.squashed:
             d_log_std += d_entropy.sum()
         return [(self.log_std, d_log_std)]
+
+
+@torch.no_grad()
+def gaussian_scores(
+    logp: torch.Tensor, entropy: torch.Tensor, head: torch.Tensor, actions: torch.Tensor,
+    log_std: torch.Tensor, squashed: bool,
+) -> GaussianScores:
+    """GaussianScores for the mean `head` [B, *shape], the stored actions u and log σ, given the
+    distribution's own log π and H."""
+    mean = head.reshape(head.shape[0], -1)
+    error = actions.reshape(mean.shape).to(mean.dtype) - mean
+    error_over_variance = error * torch.exp(-2 * log_std)
+    return GaussianScores(logp, entropy, error_over_variance, error_over_variance * error, log_std, squashed,
+                          head.shape)

@@ -36,7 +36,7 @@ from agents.networks.distributions import (
     masked_logits,
     sample_action,
 )
-from agents.networks.optimizer_steps import optimizer_steps, start_counting
+from agents.networks.optimizer_steps import parameter_fingerprint, start_counting
 
 
 class TransformerActorCritic(ActorCritic):
@@ -190,21 +190,15 @@ class TransformerActorCritic(ActorCritic):
 
     def reset_cache(self) -> None:
         """Forget the cache; the next `act` rebuilds every row from its full prefix."""
+        super().reset_cache()
         self._cache_k: list[torch.Tensor] = []  # per layer [B, H, max_len, d_head]
         self._cache_v: list[torch.Tensor] = []
         self._cache_tokens: torch.Tensor | None = None  # [B, max_len] tokens the cache was built from
         self._cache_len: torch.Tensor | None = None  # [B]: positions < len hold valid K/V
         self._cache_params: tuple | None = None
 
-    def _parameter_fingerprint(self) -> tuple:
-        # A changed fingerprint means the cached K/V may come from other weights: in-place
-        # updates (load_state_dict, copy_, non-fused optimizers) bump a tensor's version counter,
-        # `.to()` moves the storage, and any optimizer.step() bumps optimizer_steps(). Only
-        # edits through `p.data` escape all three: call reset_cache() after those.
-        return (optimizer_steps(), tuple((p.data_ptr(), p._version) for p in self.parameters()))
-
     def _ensure_cache(self, batch: int, device: torch.device, dtype: torch.dtype) -> None:
-        fingerprint = self._parameter_fingerprint()
+        fingerprint = parameter_fingerprint(self)
         if (
             self._cache_tokens is not None
             and self._cache_tokens.shape[0] == batch

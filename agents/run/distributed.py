@@ -28,6 +28,7 @@ import torch
 import torch.distributed as dist
 
 from agents.config import ConfigError, TrainConfig
+from agents.networks.actor_critic import ActorCritic
 from envs.registry import is_token_env
 
 # Gradients are summed over the ranks in buckets of at least this many elements (4 MiB of float32),
@@ -91,10 +92,11 @@ class Distributed:
         for offset, generator in enumerate(generators, start=1):
             generator.manual_seed(seed + RANK_SEED_STRIDE * self.rank + offset)
 
-    def broadcast_parameters(self, module: torch.nn.Module) -> None:
+    def broadcast_parameters(self, module: ActorCritic) -> None:
         """Every rank starts from rank 0's weights."""
         for tensor in module.state_dict().values():
             dist.broadcast(tensor, src=0)
+        module.reset_cache()  # a collective's write bumps no version counter
 
     # ---------------------------------------------------------- agreement
     def any(self, *flags: bool) -> tuple[bool, ...]:

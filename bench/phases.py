@@ -1,0 +1,112 @@
+"""Where a training run's time goes, per process: wall-clock timers around the trainer's phases.
+
+    python -m bench.phases --config configs/breakout.yaml [train.py's overrides]
+    torchrun --standalone --nproc_per_node=2 -m bench.phases --config configs/breakout.yaml [...]
+
+Runs train.py (its own command line, its own run directory) with these calls timed; at the end
+every process prints one line per phase: total seconds, calls, and seconds per update.
+
+  collect        a rollout segment, env steps and forward passes included (SegmentCollector.collect)
+  env step       the vector env's step, in the trainer's process (the wrapper every env gets)
+  act            the policy's forward pass and sampling during rollouts (ActorCritic.act)
+  update         one PPO update, all epochs (Learner.update)
+  objective      a minibatch's forward pass and loss (update.minibatch_objective)
+  backward       torch.autograd.backward (under torchrun: with the gradient buckets' sends)
+  rank wait      waiting for a sum over the ranks to arrive (RankSum.wait)
+  optimizer      Adam's step
+
+The timers nest (collect holds env step and act; update the rest) and each costs about a
+microsecond a call, small beside what they time here. The wrapping is undone when train.py returns.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class PhaseClock:
+    """Total wall time and calls of each timed phase."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    @contextmanager
+    def timing(self, owner: Any, attribute: str, phase: str) -> Iterator[None]:
+        """owner.attribute timed as `phase` inside the block, restored after it."""
+        original = owner.__dict__[attribute]
+        function = original.__func__ if isinstance(original, (staticmethod, classmethod)) else original
+        self.seconds.setdefault(phase, 0.0)
+        self.calls.setdefault(phase, 0)
+
+        @functools.wraps(function)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                self.seconds[phase] += time.perf_counter() - start
+                self.calls[phase] += 1
+
+        setattr(owner, attribute, timed)
+        try:
+            yield
+        finally:
+            setattr(owner, attribute, original)
+
+    def report(self, label: str) -> str:
+        updates = max(self.calls.get("update", 0), 1)
+        lines = [f"{label}: {'phase':<12} {'seconds':>9} {'calls':>7} {'s/update':>9}"]
+        for phase, seconds in self.seconds.items():
+            lines.append(
+                f"{label}: {phase:<12} {seconds:9.4f} {self.calls[phase]:7d} {seconds / updates:9.5f}"
+            )
+        return "\n".join(lines)
+
+
+def timed_phases(clock: PhaseClock) -> ExitStack:
+    """Every phase of the module docstring wrapped in `clock`'s timers, until the stack closes."""
+    import torch
+
+    from agents.core import update
+    from agents.networks.actor_critic import ActorCritic
+    from agents.run import distributed, faults, learner
+    from agents.run.collectors import SegmentCollector
+
+    phases: list[tuple[Any, str, str]] = [
+        (SegmentCollector, "collect", "collect"),
+        (faults.GuardedEnv, "step", "env step"),
+        (ActorCritic, "act", "act"),
+        (learner.Learner, "update", "update"),
+        (update, "minibatch_objective", "objective"),
+        (torch.autograd, "backward", "backward"),
+        (distributed.RankSum, "wait", "rank wait"),
+        (torch.optim.Adam, "step", "optimizer"),
+    ]
+    stack = ExitStack()
+    for owner, attribute, phase in phases:
+        stack.enter_context(clock.timing(owner, attribute, phase))
+    return stack
+
+
+def main(argv: list[str] | None = None, run: Callable[[list[str] | None], int] | None = None) -> int:
+    if run is None:
+        import train
+
+        run = train.main
+    clock = PhaseClock()
+    with timed_phases(clock):
+        status = run(argv)
+    print(clock.report(f"rank {os.environ.get('RANK', '0')}"), file=sys.stderr)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,6 +3,8 @@
 and never stale after the weights change.
 """
 
+import copy
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -77,6 +79,9 @@ def test_copy_computes_what_autocast_computes(make, one_torch_thread):
             assert dtype == torch.float32
     assert all(p.dtype == torch.float32 for p in agent.parameters())
     assert not any("low_precision" in key for key in agent.state_dict())
+    # A deep copy (RLHF's frozen reference is one) does not carry the copy along.
+    assert copy.deepcopy(agent).__dict__["_low_precision"] is None
+    assert agent.low_precision_copy() is twin
 
 
 @pytest.mark.parametrize("make", [nature_cnn, mlp_gaussian])

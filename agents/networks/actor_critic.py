@@ -78,16 +78,20 @@ class ActorCritic(nn.Module):
         cached = self.__dict__.get("_low_precision")
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
-        # Kept in __dict__, out of the module tree: not a submodule, not in the state dict.
-        self.__dict__["_low_precision"] = None  # so that the deep copy does not copy the old copy
         with torch.inference_mode(False), torch.no_grad():
             twin = copy.deepcopy(self)
             for layer in twin.modules():
                 if isinstance(layer, AUTOCAST_CAST_LAYERS):
                     layer.to(self.autocast_dtype)
             twin.requires_grad_(False)
+        # Kept in __dict__, out of the module tree: not a submodule, not in the state dict.
         self.__dict__["_low_precision"] = (fingerprint, twin)
         return twin
+
+    def __getstate__(self) -> dict:
+        # Deep copies (the twin itself, RLHF's frozen reference) and pickles leave the copy behind:
+        # it is remade from the weights when first needed.
+        return {**super().__getstate__(), "_low_precision": None}
 
     def reset_cache(self) -> None:
         """Forget what was computed from the weights; needed only after writes to them that

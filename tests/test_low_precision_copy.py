@@ -82,6 +82,8 @@ def test_copy_computes_what_autocast_computes(make, one_torch_thread):
     # A deep copy (RLHF's frozen reference is one) does not carry the copy along.
     assert copy.deepcopy(agent).__dict__["_low_precision"] is None
     assert agent.low_precision_copy() is twin
+    agent.eval()  # layers that act differently in eval mode would need a copy in that mode
+    assert agent.low_precision_copy() is not twin and not agent.low_precision_copy().training
 
 
 @pytest.mark.parametrize("make", [nature_cnn, mlp_gaussian])

@@ -16,12 +16,16 @@ every process prints one line per phase: total seconds, calls, and seconds per u
   optimizer      Adam's step
 
 The timers nest (collect holds env step and act; update the rest) and each costs about a
-microsecond a call, small beside what they time here. The wrapping is undone when train.py returns.
+microsecond a call, small beside what they time here. The optimizer is timed by torch's global
+optimizer step hooks, everything else by wrapping the function; all of it is undone when train.py
+returns. Not timed: the two env groups of `env.vectorization: overlap` (env step reads 0), the
+transformer's own `act` and GRPO's collector.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import os
 import sys
 import time
@@ -42,24 +46,49 @@ class PhaseClock:
     def timing(self, owner: Any, attribute: str, phase: str) -> Iterator[None]:
         """owner.attribute timed as `phase` inside the block, restored after it."""
         original = owner.__dict__[attribute]
-        function = original.__func__ if isinstance(original, (staticmethod, classmethod)) else original
+        if not inspect.isfunction(original):  # a staticmethod or classmethod would need rewrapping
+            raise TypeError(f"{owner.__name__}.{attribute} is not a plain function")
         self.seconds.setdefault(phase, 0.0)
         self.calls.setdefault(phase, 0)
 
-        @functools.wraps(function)
+        @functools.wraps(original)
         def timed(*args: Any, **kwargs: Any) -> Any:
             start = time.perf_counter()
             try:
-                return function(*args, **kwargs)
+                return original(*args, **kwargs)
             finally:
-                self.seconds[phase] += time.perf_counter() - start
-                self.calls[phase] += 1
+                self.add(phase, time.perf_counter() - start)
 
         setattr(owner, attribute, timed)
         try:
             yield
         finally:
             setattr(owner, attribute, original)
+
+    @contextmanager
+    def timing_optimizer_steps(self, phase: str) -> Iterator[None]:
+        """Every optimizer.step() timed as `phase` inside the block, through torch's global step
+        hooks (wrapping step itself would be undone under torch's own wrapper of it)."""
+        from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+        self.seconds.setdefault(phase, 0.0)
+        self.calls.setdefault(phase, 0)
+        started: list[float] = []
+        handles = [
+            register_optimizer_step_pre_hook(lambda *_: started.append(time.perf_counter())),
+            register_optimizer_step_post_hook(
+                lambda *_: self.add(phase, time.perf_counter() - started.pop())
+            ),
+        ]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+    def add(self, phase: str, seconds: float) -> None:
+        self.seconds[phase] += seconds
+        self.calls[phase] += 1
 
     def report(self, label: str) -> str:
         updates = max(self.calls.get("update", 0), 1)
@@ -71,8 +100,8 @@ class PhaseClock:
         return "\n".join(lines)
 
 
-def timed_phases(clock: PhaseClock) -> ExitStack:
-    """Every phase of the module docstring wrapped in `clock`'s timers, until the stack closes."""
+def wrapped_phases() -> list[tuple[Any, str, str]]:
+    """(owner, attribute, phase) of every phase timed by wrapping a function."""
     import torch
 
     from agents.core import update
@@ -80,7 +109,7 @@ def timed_phases(clock: PhaseClock) -> ExitStack:
     from agents.run import distributed, faults, learner
     from agents.run.collectors import SegmentCollector
 
-    phases: list[tuple[Any, str, str]] = [
+    return [
         (SegmentCollector, "collect", "collect"),
         (faults.GuardedEnv, "step", "env step"),
         (ActorCritic, "act", "act"),
@@ -88,11 +117,15 @@ def timed_phases(clock: PhaseClock) -> ExitStack:
         (update, "minibatch_objective", "objective"),
         (torch.autograd, "backward", "backward"),
         (distributed.RankSum, "wait", "rank wait"),
-        (torch.optim.Adam, "step", "optimizer"),
     ]
+
+
+def timed_phases(clock: PhaseClock) -> ExitStack:
+    """Every phase of the module docstring timed by `clock`, until the stack closes."""
     stack = ExitStack()
-    for owner, attribute, phase in phases:
+    for owner, attribute, phase in wrapped_phases():
         stack.enter_context(clock.timing(owner, attribute, phase))
+    stack.enter_context(clock.timing_optimizer_steps("optimizer"))
     return stack
 
 

@@ -7,15 +7,13 @@ from pathlib import Path
 
 import torch
 
-from agents.core import update
-from agents.run.collectors import SegmentCollector
 from bench import phases
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 def test_phase_counts_follow_the_run(tmp_path, capsys):
-    collect, objective = SegmentCollector.__dict__["collect"], update.minibatch_objective
+    before = [owner.__dict__[attribute] for owner, attribute, _ in phases.wrapped_phases()]
     # 2 envs × 16 steps = 32 env steps an update, 3 updates, 2 epochs × 2 minibatches each.
     argv = [
         "--config", str(CONFIGS / "cartpole.yaml"), "--no-progress", f"run_dir={tmp_path / 'run'}",
@@ -37,5 +35,12 @@ def test_phase_counts_follow_the_run(tmp_path, capsys):
     assert rows["objective"][1] == rows["backward"][1] == rows["optimizer"][1] == 3 * 2 * 2
     assert rows["rank wait"][1] == 0  # one process: nothing summed over ranks
     assert rows["collect"][0] >= rows["env step"][0] > 0  # collect holds the env steps
-    # Nothing stays wrapped after the run.
-    assert SegmentCollector.__dict__["collect"] is collect and update.minibatch_objective is objective
+    # Nothing stays wrapped or hooked after the run: an optimizer made now counts no more steps.
+    assert [owner.__dict__[attribute] for owner, attribute, _ in phases.wrapped_phases()] == before
+    clock = phases.PhaseClock()
+    with clock.timing_optimizer_steps("optimizer"):
+        pass
+    parameter = torch.nn.Parameter(torch.zeros(1))
+    parameter.grad = torch.ones(1)
+    torch.optim.Adam([parameter]).step()
+    assert clock.calls["optimizer"] == 0

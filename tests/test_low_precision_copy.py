@@ -69,8 +69,15 @@ def test_copy_computes_what_autocast_computes(make, one_torch_thread):
     assert_same(rollout, with_gradients(agent, obs))
     with torch.no_grad():
         assert_same(agent.logits_and_value(obs), rollout)
-    # The copy holds the layers' weights in bf16 and leaves the other parameters alone.
+    # The copy is what ran: its layers see the calls.
     twin = agent.low_precision_copy()
+    calls = []
+    first_layer = next(m for m in twin.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
+    first_layer.register_forward_hook(lambda *_: calls.append(1))
+    with torch.no_grad():
+        agent.logits_and_value(obs)
+    assert calls
+    # The copy holds the layers' weights in bf16 and leaves the other parameters alone.
     assert twin is not agent and twin is agent.low_precision_copy()  # made once per weight change
     dtypes = {name: p.dtype for name, p in twin.named_parameters()}
     assert torch.bfloat16 in dtypes.values()
@@ -84,9 +91,12 @@ def test_copy_computes_what_autocast_computes(make, one_torch_thread):
     assert agent.low_precision_copy() is twin
     agent.eval()  # layers that act differently in eval mode would need a copy in that mode
     assert agent.low_precision_copy() is not twin and not agent.low_precision_copy().training
+    evaluated = agent.low_precision_copy()
+    agent.autocast_dtype = torch.float16
+    assert agent.low_precision_copy() is not evaluated
 
 
-@pytest.mark.parametrize("make", [nature_cnn, mlp_gaussian])
+@pytest.mark.parametrize("make", [nature_cnn, mlp_gaussian, transformer])
 def test_copy_follows_every_weight_change(make, one_torch_thread):
     agent, obs = bf16_network(make)
     with torch.no_grad():

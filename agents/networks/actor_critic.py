@@ -65,8 +65,9 @@ class ActorCritic(nn.Module):
 
     def low_precision_copy(self) -> nn.Module:
         """A copy of this network whose Linear and Conv weights are already in `autocast_dtype`,
-        made again whenever the weights may have changed (parameter_fingerprint) or the network
-        switched between train() and eval() (the copy carries the mode it was made in).
+        made again whenever the weights may have changed (parameter_fingerprint), the network
+        switched between train() and eval() (the copy carries the mode it was made in) or
+        `autocast_dtype` changed.
 
         Autocast casts a layer's float32 weights at each call (its cache lasts one autocast
         block, and none at all under inference mode). A rollout's forward passes are small, so
@@ -75,12 +76,13 @@ class ActorCritic(nn.Module):
         on the original; the other parameters (a Gaussian's log σ) stay float32 as they are used.
         """
         start_counting()
-        fingerprint = (parameter_fingerprint(self), self.training)
+        fingerprint = (parameter_fingerprint(self), self.training, self.autocast_dtype)
         cached = self.__dict__.get("_low_precision")
         if cached is not None and cached[0] == fingerprint:
             return cached[1]
         with torch.inference_mode(False), torch.no_grad():
             twin = copy.deepcopy(self)
+            twin.reset_cache()  # what the original computed from its weights (a KV cache) is not needed
             for layer in twin.modules():
                 if isinstance(layer, AUTOCAST_CAST_LAYERS):
                     layer.to(self.autocast_dtype)

@@ -30,6 +30,7 @@ from agents.networks.head_scores import (
     HeadScores,
     SummedScores,
     categorical_scores,
+    categorical_terms,
     gaussian_scores,
 )
 
@@ -59,9 +60,8 @@ def log_prob_and_entropy(logits: torch.Tensor, actions: torch.Tensor) -> tuple[t
     A masked logit (the dtype's minimum, e.g. the transformer's PAD) has π = 0 exactly and adds
     0 · (finite) = 0 to the entropy.
     """
-    log_probs = logits.log_softmax(dim=-1)
-    logp = log_probs.gather(-1, actions.long().reshape(-1, 1)).squeeze(-1)
-    return logp, -(log_probs.exp() * log_probs).sum(dim=-1)
+    _, _, logp, entropy = categorical_terms(logits, actions)
+    return logp, entropy
 
 
 class ActionDistribution(nn.Module):

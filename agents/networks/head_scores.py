@@ -61,16 +61,24 @@ class CategoricalScores(HeadScores):
         return d_logits if self.mask is None else d_logits.masked_fill_(~self.mask, 0.0)
 
 
+def categorical_terms(
+    logits: torch.Tensor, actions: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(log π(·|s) [B, n], the actions as indices [B, 1], log π(a|s), H = −Σ_a π log π) per row of
+    `logits`: the one computation behind a categorical's log_prob_and_entropy and its scores."""
+    log_probs = logits.log_softmax(dim=-1)
+    chosen = actions.long().reshape(-1, 1)
+    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
+    return log_probs, chosen, log_probs.gather(-1, chosen).squeeze(-1), entropy
+
+
 @torch.no_grad()
 def categorical_scores(
     logits: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None = None
 ) -> CategoricalScores:
-    """distributions.log_prob_and_entropy's numbers for `logits` (masked already by `mask`) and
-    `actions`."""
-    log_probs = logits.log_softmax(dim=-1)
-    chosen = actions.long().reshape(-1, 1)
-    entropy = -(log_probs.exp() * log_probs).sum(dim=-1)
-    return CategoricalScores(log_probs.gather(-1, chosen).squeeze(-1), entropy, log_probs, chosen, mask)
+    """CategoricalScores for `logits` (masked already by `mask`) and `actions`."""
+    log_probs, chosen, logp, entropy = categorical_terms(logits, actions)
+    return CategoricalScores(logp, entropy, log_probs, chosen, mask)
 
 
 @dataclass

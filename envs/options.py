@@ -62,7 +62,10 @@ class EnvOptions:
     # processes stepping about num_envs / K envs each (envs/shards.py; for envs that step in
     # microseconds). auto becomes async when K > 0. Per rank under torchrun.
     num_workers: int = 0
-    vector_backend: Literal["gymnasium", "envpool"] = "gymnasium"  # envpool: Atari inside envpool's C++ pool
+    # Who steps the envs: gymnasium's vector envs; envpool (Atari inside envpool's C++ pool); native
+    # (CartPole-v1 stepped by envs/cartpole_vector.py, the same games without gymnasium's per-env
+    # layers); auto: native where it can play the game as configured, gymnasium otherwise.
+    vector_backend: Literal["auto", "gymnasium", "envpool", "native"] = "auto"
     kwargs: dict = field(default_factory=dict)  # extra keyword arguments for gymnasium.make
     imports: list[str] = field(default_factory=list)  # modules imported before gymnasium.make (register ids)
     # Wrappers around the game, innermost first: "module:Class", or {"module:Class": {keyword: value}}.
@@ -99,8 +102,11 @@ class EnvOptions:
                 "env.vectorization: overlap steps two groups of envs in turn: env.num_workers must be 0 "
                 "(one process per env) or >= 2"
             )
-        if workers and self.vector_backend != "gymnasium":
-            raise ConfigError("env.num_workers is for gymnasium's vector envs; envpool steps its own threads")
+        if workers and self.vector_backend in ("envpool", "native"):
+            raise ConfigError(
+                f"env.num_workers is for gymnasium's vector envs; env.vector_backend: {self.vector_backend} "
+                "steps its envs itself"
+            )
 
     def frame_kwargs(self) -> dict[str, Any]:
         """screen_size, grayscale, frame_stack: the keyword arguments every pixel pipeline takes."""

@@ -11,6 +11,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from envs.atari import is_atari, make_atari
+from envs.cartpole_vector import ENV_ID as CARTPOLE_ID
+from envs.cartpole_vector import CartPoleVectorEnv, is_gymnasiums_cartpole
 from envs.layout import with_layout
 from envs.normalize import NormalizeVectorEnv
 from envs.options import ConfigError, EnvOptions, GameSpec
@@ -60,6 +62,8 @@ def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorE
     episode that has to be masked out of training, costing a step per episode: one in seven for
     short text-generation episodes) and env steps count the same way as in Stable-Baselines3.
     Truncated episodes bootstrap from V(info["final_obs"]) (see agents/core/gae.py).
+    env.vector_backend picks who steps the envs: gymnasium's vector envs (above), envpool
+    (Atari) or native (CartPole-v1 in plain Python, envs/cartpole_vector.py); see resolved_backend.
     With env.normalize_obs / normalize_reward, a NormalizeVectorEnv (envs/normalize.py; `gamma`
     discounts its returns) goes around the whole vector env.
     """
@@ -68,8 +72,11 @@ def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorE
     env_cfg.check_workers()
     if env_cfg.vectorization == "overlap":
         check_overlap(env_cfg)
-    if env_cfg.vector_backend == "envpool":
+    backend = resolved_backend(config.env_id, env_cfg)
+    if backend == "envpool":
         return _make_envpool(config)
+    if backend == "native":
+        return _make_native(config, gamma)
     # Build one env in this process first: a bad kwarg is then reported as a config error
     # instead of an exception inside a worker process.
     try:
@@ -91,8 +98,13 @@ def make_vector_env(config: GameSpec, gamma: float = 0.99) -> gym.vector.VectorE
         envs = gym.vector.AsyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
     else:
         envs = gym.vector.SyncVectorEnv(thunks, autoreset_mode=AutoresetMode.SAME_STEP)
+    return normalized(envs, env_cfg, gamma)
+
+
+def normalized(envs: gym.vector.VectorEnv, env_cfg: EnvOptions, gamma: float) -> gym.vector.VectorEnv:
+    """`envs` inside a NormalizeVectorEnv when env.normalize_obs or env.normalize_reward asks."""
     if env_cfg.normalize_obs or env_cfg.normalize_reward:
-        envs = NormalizeVectorEnv(envs, env_cfg.normalize_obs, env_cfg.normalize_reward, gamma)
+        return NormalizeVectorEnv(envs, env_cfg.normalize_obs, env_cfg.normalize_reward, gamma)
     return envs
 
 
@@ -113,7 +125,7 @@ def check_overlap(env_cfg: EnvOptions) -> None:
             f"(got {env_cfg.num_envs}) and no env.normalize_obs / env.normalize_reward "
             "(their running statistics span all envs at once)"
         )
-    if env_cfg.vector_backend != "gymnasium":
+    if env_cfg.vector_backend in ("envpool", "native"):
         raise ConfigError(
             "env.vectorization: overlap runs gymnasium's worker processes; "
             f"env.vector_backend: {env_cfg.vector_backend} has its own"
@@ -144,6 +156,43 @@ def _make_envpool(config: GameSpec) -> gym.vector.VectorEnv:
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+
+
+def resolved_backend(env_id: str, env_cfg: EnvOptions) -> str:
+    """env.vector_backend with auto decided: native where it plays the game as configured
+    (native_refusal), gymnasium otherwise. Native's games are gymnasium's, number for number, so
+    auto changes the speed of a run and nothing else."""
+    if env_cfg.vector_backend != "auto":
+        return env_cfg.vector_backend
+    return "gymnasium" if native_refusal(env_id, env_cfg) else "native"
+
+
+def native_refusal(env_id: str, env_cfg: EnvOptions) -> str | None:
+    """Why env.vector_backend: native cannot play this game as configured (None: it can)."""
+    if env_id != CARTPOLE_ID or not is_gymnasiums_cartpole(gym.spec(CARTPOLE_ID)):
+        return f"env.vector_backend: native runs gymnasium's {CARTPOLE_ID} only, not '{env_id}'"
+    options = {"env.kwargs": env_cfg.kwargs, "env.wrappers": env_cfg.wrappers, "env.pixels": env_cfg.pixels,
+               "env.imports": env_cfg.imports}
+    changed = [name for name, value in options.items() if value]
+    if env_cfg.vectorization not in ("auto", "sync"):
+        changed.append(f"env.vectorization: {env_cfg.vectorization}")
+    if env_cfg.num_workers:
+        changed.append("env.num_workers")
+    if changed:
+        return (
+            f"env.vector_backend: native plays the plain game in this process; drop {', '.join(changed)} "
+            "or use env.vector_backend: gymnasium"
+        )
+    return None
+
+
+def _make_native(config: GameSpec, gamma: float) -> gym.vector.VectorEnv:
+    """CartPole-v1 stepped in this process by envs/cartpole_vector.py: the same trajectories as the
+    gymnasium backend's, without its per-env wrapper layers."""
+    refusal = native_refusal(config.env_id, config.env)
+    if refusal:
+        raise ConfigError(refusal)
+    return normalized(CartPoleVectorEnv(config.env.num_envs), config.env, gamma)
 
 
 def finished_episodes(infos: dict) -> list[tuple[float, int]]:

@@ -55,8 +55,9 @@ class LinearModeAgent(ActorCritic):
 
 
 def play(env_id: str, vectorization: str, num_envs: int, num_steps: int = 40, segments: int = 2,
-         num_workers: int = 0):
-    env = {"num_envs": num_envs, "vectorization": vectorization, "num_workers": num_workers}
+         num_workers: int = 0, vector_backend: str = "gymnasium"):
+    env = {"num_envs": num_envs, "vectorization": vectorization, "num_workers": num_workers,
+           "vector_backend": vector_backend}
     config = config_from_dict({"env_id": env_id, "env": env})
     envs = make_vector_env(config)
     space = envs.single_observation_space

@@ -82,7 +82,7 @@ def test_overlap_splits_the_workers_between_its_groups():
     ({"num_workers": -1}, "env.num_workers must be between 0"),
     ({"num_workers": 2, "vectorization": "sync"}, "env.vectorization: sync steps every env in this process"),
     ({"num_workers": 1, "vectorization": "overlap"}, "env.num_workers must be 0 .* or >= 2"),
-    ({"num_workers": 2, "vector_backend": "envpool"}, "envpool steps its own threads"),
+    ({"num_workers": 2, "vector_backend": "envpool"}, "vector_backend: envpool steps its envs itself"),
 ])
 def test_refused_at_load_time(env, message, tmp_path):
     path = tmp_path / "config.yaml"

@@ -36,7 +36,7 @@ def validate(config: TrainConfig) -> None:
     require(env.frame_stack > 0, "env.frame_stack must be > 0")
     require(env.atari.noop_max >= 0, "env.atari.noop_max must be >= 0")
     require(env.atari.frame_skip > 0, "env.atari.frame_skip must be > 0")
-    if env.vector_backend == "gymnasium":  # envpool takes <Game>NoFrameskip-v4 ids only, and says so
+    if env.vector_backend != "envpool":  # envpool takes <Game>NoFrameskip-v4 ids only, and says so
         env.atari.check_game(config.env_id)
     require(all(h > 0 for h in config.network.hidden_sizes), "network.hidden_sizes must be > 0")
     require(ppo.learning_rate > 0, "ppo.learning_rate must be > 0")

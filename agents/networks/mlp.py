@@ -11,6 +11,8 @@ from torch import nn
 
 from agents.networks.actor_critic import ActorCritic, layer_init
 from agents.networks.distributions import distribution_for
+from agents.networks.fused_mlp import ACTIVATIONS as FUSED_ACTIVATIONS
+from agents.networks.fused_mlp import two_trunk_forward
 from envs.images import is_image_space
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -60,6 +62,8 @@ class MLPActorCritic(ActorCritic):
             self.num_categories = None
             in_features = int(np.prod(observation_space.shape))
         self.input_scale = input_scale(observation_space)
+        self.activation = activation
+        self.shared_trunk = shared_trunk
         sizes = [in_features, *hidden_sizes]
         self.policy_trunk = mlp(sizes, activation)
         self.value_trunk = self.policy_trunk if shared_trunk else mlp(sizes, activation)
@@ -75,4 +79,21 @@ class MLPActorCritic(ActorCritic):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._features(obs)
+        if self.takes_fused_passes(x):
+            return two_trunk_forward(
+                x, self.activation, (self.policy_trunk, self.policy_head), (self.value_trunk, self.value_head)
+            )
         return self.policy_head(self.policy_trunk(x)), self.value_head(self.value_trunk(x)).squeeze(-1)
+
+    def takes_fused_passes(self, x: torch.Tensor) -> bool:
+        """Whether forward runs agents/networks/fused_mlp.py's written-out passes: separate trunks,
+        and none of what they leave out: autocast (its casts happen per nn.Linear call), gradients
+        for the input itself, torch.compile's tracing (numpy inside). Forward hooks on the layers
+        are not called on that path."""
+        return (
+            not self.shared_trunk
+            and self.activation in FUSED_ACTIVATIONS
+            and not x.requires_grad
+            and not torch.is_autocast_enabled(x.device.type)
+            and not torch.compiler.is_compiling()
+        )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -67,14 +69,24 @@ def clip_gradients(named_parameters: list[tuple[str, nn.Parameter]], max_norm: f
     # The same numbers as nn.utils.get_total_norm + clip_grads_with_norm_, without their
     # per-call grouping of tensors by device and dtype: that costs 50 µs a step, a twentieth of
     # CartPole's whole update step. (The gradients of one optimizer share a device here.)
-    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gradients)))
-    if not torch.isfinite(total_norm):
+    total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gradients))).item()
+    if not math.isfinite(total_norm):
         for name, parameter in named_parameters:
             if parameter.grad is not None and not torch.isfinite(parameter.grad).all():
                 raise NonFiniteGradient(name)
-    scale = max_norm / (total_norm + 1e-6)
+    # The scale in float32 arithmetic, as torch's `max_norm / (norm + 1e-6)` computes it on a float32
+    # tensor (a reciprocal, then a product), but on numpy scalars: each tensor op costs microseconds.
+    norm = np.float32(total_norm) + np.float32(1e-6)
+    scale = (np.float32(1.0) / norm) * np.float32(max_norm)
     if scale < 1:
-        torch._foreach_mul_(gradients, scale)
+        torch._foreach_mul_(gradients, float(scale))
+
+
+def clear_gradients(parameters: list[torch.Tensor]) -> None:
+    """optimizer.zero_grad(set_to_none=True) for the optimizer's `parameters`, without its per-call
+    bookkeeping (a profiler scope, a dynamo guard): 40 µs, a thirtieth of CartPole's update step."""
+    for parameter in parameters:
+        parameter.grad = None
 
 
 def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
@@ -205,6 +217,7 @@ def ppo_update(
     # Listed once: walking the module tree at every step costs as much as a small layer.
     named_parameters = [(name, p) for name, p in agent.named_parameters() if p.requires_grad]
     parameters = [p for _, p in named_parameters]
+    optimized = [p for group in optimizer.param_groups for p in group["params"]]
     sums: dict[str, float] = {}
     count = 0
     stop = False
@@ -231,7 +244,7 @@ def ppo_update(
             )
             if extra is not None:
                 sums["extra_loss"] = sums.get("extra_loss", 0.0) + extra
-            optimizer.zero_grad(set_to_none=True)
+            clear_gradients(optimized)
             if sync is not None:
                 sync.backward(outputs, output_gradients, parameters)
             else:

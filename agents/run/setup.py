@@ -16,6 +16,7 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from agents.config import ConfigError, TrainConfig
+from agents.core.adam import Adam
 from agents.networks.actor_critic import ActorCritic
 from agents.networks.build import build_agent, resolve_precision
 from agents.networks.cnn import CNNActorCritic
@@ -192,13 +193,13 @@ def action_mask_size(config: TrainConfig, envs: Envs) -> int | None:
     return int(action_space.n)
 
 
-def make_optimizer(config: TrainConfig, agent: ActorCritic) -> torch.optim.Adam:
+def make_optimizer(config: TrainConfig, agent: ActorCritic) -> Adam:
     # Adam's moments start at the first step: creating it before the SFT stage changes nothing.
-    # fused: one kernel per step for all parameters instead of about ten small ops per tensor
-    # (CartPole's learner spends a fifth of its time in the per-tensor loop otherwise); the same
-    # update to float rounding, on CPU and CUDA alike.
+    # Fused (agents/core/adam.py): one kernel per step for all parameters instead of about ten small
+    # ops per tensor (CartPole's learner spends a fifth of its time in the per-tensor loop
+    # otherwise); the same update to float rounding, on CPU and CUDA alike.
     ppo = config.ppo
-    return torch.optim.Adam(agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps, fused=True)
+    return Adam(agent.parameters(), lr=ppo.learning_rate, eps=ppo.adam_eps)
 
 
 def make_ptx(config: TrainConfig, agent: ActorCritic, rng: np.random.Generator) -> PtxTerm | None:

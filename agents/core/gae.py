@@ -36,11 +36,18 @@ def compute_gae(
     truncated = truncated.to(values.dtype) * (1.0 - terminated)
     not_done = 1.0 - (terminated + truncated)
     advantages = torch.zeros_like(rewards)
-    last_advantage = torch.zeros_like(next_value)
+    rows = (rewards, values, truncated, not_done, final_values, next_value, advantages)
+    if rewards.device.type == "cpu":
+        # The same float32 operations on numpy views of the same memory: a numpy op on a row of a
+        # few envs costs a microsecond, a torch op three to five (CartPole: 0.7 → 0.2 ms a segment).
+        rows = tuple(tensor.numpy() for tensor in rows)
+    # r_t, V(s_t), truncated_t, 1 − done_t, V(final obs), V(s_T), Â_t
+    r, v, trunc, live, final_v, v_last, adv = rows
+    last_advantage = 0.0
     for t in reversed(range(num_steps)):
-        value_after = next_value if t == num_steps - 1 else values[t + 1]
-        bootstrap = not_done[t] * value_after + truncated[t] * final_values[t]
-        delta = rewards[t] + gamma * bootstrap - values[t]
-        last_advantage = delta + gamma * gae_lambda * not_done[t] * last_advantage
-        advantages[t] = last_advantage
+        value_after = v_last if t == num_steps - 1 else v[t + 1]
+        bootstrap = live[t] * value_after + trunc[t] * final_v[t]
+        delta = r[t] + gamma * bootstrap - v[t]
+        last_advantage = delta + gamma * gae_lambda * live[t] * last_advantage
+        adv[t] = last_advantage
     return advantages, advantages + values

@@ -263,6 +263,20 @@ def test_resumed_logs_have_no_duplicate_or_missing_points(tmp_path):
     assert after[:3] == before[:3]  # points up to the checkpoint are the crashed process's own
 
 
+def test_a_writer_reopened_within_the_second_still_sorts_after_the_first(tmp_path):
+    """Event files sort by name: creation second, host, pid, then an unpadded counter. Counters 9
+    and 10 in one second would put the resumed file first (and purge the wrong points): the
+    logger waits for the next second instead."""
+    from tensorboard.summary.writer import event_file_writer
+
+    counter = event_file_writer._global_uid.get()
+    while set(str(counter + 1)) != {"9"}:  # the next two writers get counters 9 and 10 (or 99 and 100)
+        counter = event_file_writer._global_uid.get()
+    test_logger_purge_hides_points_of_the_discarded_future(tmp_path)
+    counters = [int(path.name.rsplit(".", 1)[1]) for path in sorted(tmp_path.iterdir())]
+    assert counters == [counter + 1, counter + 2]
+
+
 def test_logger_purge_hides_points_of_the_discarded_future(tmp_path):
     first = TrainingLogger(tmp_path, 100, 10, progress=False)
     for step in range(1, 11):

@@ -8,6 +8,7 @@ from collections import deque
 from pathlib import Path
 
 import numpy as np
+from tensorboard.compat.proto.summary_pb2 import Summary
 from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
@@ -41,6 +42,18 @@ def train_scalars(metrics: dict[str, float], lr: float, clip_coef: float, ptx=No
     return scalars
 
 
+def wait_for_a_later_second(log_dir: Path) -> None:
+    """Return once the clock has passed the creation second of every event file in `log_dir`.
+
+    TensorBoard reads a run's event files in name order: creation second, host, pid, then a
+    per-process counter without zero padding ("10" sorts before "9"). A writer opened in the same
+    second as an earlier one of the same process (a run resumed within a second, as tests do)
+    could sort before it, and its purge of the discarded future would apply to the wrong file."""
+    seconds = [int(path.name.split(".")[3]) for path in log_dir.glob("events.out.tfevents.*")]
+    while seconds and time.time() < max(seconds) + 1:
+        time.sleep(0.02)
+
+
 class NullWriter:
     """SummaryWriter's interface, writing nothing."""
 
@@ -71,6 +84,8 @@ class TrainingLogger:
         # earlier, by the process that crashed after its last checkpoint, so the curve has neither
         # duplicates nor points of a discarded future.
         # log_dir None: a rank other than 0 under torchrun, which writes nothing.
+        if log_dir:
+            wait_for_a_later_second(Path(log_dir))
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=purge_step) if log_dir else NullWriter()
         self.returns: deque[float] = deque(maxlen=window)
         self.lengths: deque[int] = deque(maxlen=window)
@@ -121,8 +136,7 @@ class TrainingLogger:
         if self.returns:
             scalars["rollout/ep_rew_mean"] = self.mean_return
             scalars["rollout/ep_len_mean"] = float(np.mean(self.lengths))
-        for tag, value in scalars.items():
-            self.writer.add_scalar(tag, value, global_step)
+        self._write_scalars(scalars, global_step)
         # On disk after every update (a few hundred bytes): a killed run then loses no point up to
         # its last checkpoint, and a resumed curve joins the old one without a gap.
         self.writer.flush()
@@ -133,6 +147,15 @@ class TrainingLogger:
         if self.log_interval and (self.updates % self.log_interval == 0 or last):
             print(self.progress_line(global_step, fps), flush=True)
         return scalars
+
+    def _write_scalars(self, scalars: dict[str, float], step: int) -> None:
+        """The scalars as one event, a Summary with a value per tag; TensorBoard reads each value
+        as a point of its own series, as if add_scalar had written it. One event costs what one
+        add_scalar call does (70 µs): with one per tag, logging was 3 % of CartPole's training."""
+        if isinstance(self.writer, NullWriter):
+            return
+        values = [Summary.Value(tag=tag, simple_value=float(value)) for tag, value in scalars.items()]
+        self.writer.file_writer.add_summary(Summary(value=values), step)
 
     def say(self, message: str) -> None:
         """A line about the run's phase (e.g. SFT before RL), unless the run is silent."""

@@ -148,7 +148,7 @@ def uses_closed_form_gradients(
 def minibatch_objective(
     agent: ActorCritic,
     batch: Batch,
-    idx: torch.Tensor,
+    idx: torch.Tensor | slice,
     advantages: torch.Tensor,
     closed_form: bool,
     loss_coefs: dict,
@@ -233,7 +233,10 @@ def ppo_update(
     )
     for _ in range(config.update_epochs):
         epoch_kls: list[float] = []
-        splits = minibatches(batch, config.num_minibatches)
+        # One minibatch per epoch: every step takes the whole batch in its stored order; a shuffle
+        # would change only the float rounding of the sums, and its gathers cost 40 µs of a 1 ms
+        # CartPole step. (The sampler's generator then draws nothing.)
+        splits = [slice(None)] if config.num_minibatches == 1 else minibatches(batch, config.num_minibatches)
         if whole_batch is not None:
             advantages_of = [whole_batch[idx] for idx in splits]
         else:

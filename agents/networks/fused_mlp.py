@@ -112,9 +112,15 @@ class TwoTrunkFunction(torch.autograd.Function):
 
 
 def trunk_weights(trunk: nn.Sequential, output: nn.Linear) -> list[torch.Tensor]:
-    """[W_1, b_1, ..., W_o, b_o] of a trunk of Linear + activation pairs and its output layer."""
-    layers = [layer for layer in trunk if isinstance(layer, nn.Linear)] + [output]
-    return [tensor for layer in layers for tensor in (layer.weight, layer.bias)]
+    """[W_1, b_1, ..., W_o, b_o] of a trunk of Linear (with bias) + activation pairs and its output
+    layer. Read from each module's parameter dict: through nn.Module's attribute lookup this took
+    10 µs a trunk, as long as the trunk's forward pass at a rollout's batch of 8."""
+    weights: list[torch.Tensor] = []
+    for layer in [*trunk._modules.values(), output]:
+        parameters = layer._parameters
+        if parameters:  # the activations have none
+            weights += (parameters["weight"], parameters["bias"])
+    return weights
 
 
 def two_trunk_forward(

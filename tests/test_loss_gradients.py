@@ -19,7 +19,7 @@ from agents.config import PPOConfig
 from agents.core import update
 from agents.core.batch import Batch
 from agents.core.loss import ppo_loss
-from agents.core.loss_gradients import ppo_loss_gradients
+from agents.core.loss_gradients import TorchOps, ppo_loss_gradients
 from agents.networks.distributions import (
     BernoulliDistribution,
     CategoricalDistribution,
@@ -276,3 +276,32 @@ def test_the_closed_form_is_used_only_where_it_gives_ppo_loss_gradients():
     assert not update.uses_closed_form_gradients(transformer, batch, None)
     assert not update.uses_closed_form_gradients(mlp, replace(batch, ref_logp=zeros), None)
     assert not update.uses_closed_form_gradients(mlp, batch, lambda: torch.zeros(()))
+
+
+@pytest.mark.parametrize("clip_value_loss", [False, True])
+@pytest.mark.parametrize("kl_coef", [None, 0.2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_numpy_arithmetic_gives_torchs_gradients_bit_for_bit(clip_value_loss, kl_coef, dtype):
+    """CPU tensors go through numpy views (NumpyOps); the same operations in torch (TorchOps, the
+    path of other devices) give the same bits, ties at the clip edges and NaN included."""
+    generator = torch.Generator().manual_seed(3)
+    new_logp = torch.randn(B, generator=generator, dtype=dtype)
+    old_logp = new_logp + 0.3 * torch.randn(B, generator=generator, dtype=dtype)
+    old_logp[:8] = new_logp[:8]  # ratio exactly 1: every term ties
+    old_logp[8] = float("nan")
+    values = torch.randn(B, generator=generator, dtype=dtype)
+    old_values = values + 0.3 * torch.randn(B, generator=generator, dtype=dtype)
+    old_values[:8] = values[:8]
+    rest = [torch.randn(B, generator=generator, dtype=dtype) for _ in range(2)] + [torch.rand(B, dtype=dtype)]
+    advantages, returns, entropy = rest
+    coefs = dict(clip_coef=0.2, vf_coef=0.5, ent_coef=0.01, clip_value_loss=clip_value_loss, kl_coef=kl_coef)
+    args = (new_logp, old_logp, advantages, values, old_values, returns, entropy)
+    numpy_terms, *numpy_gradients = ppo_loss_gradients(*args, **coefs)  # the CPU default
+    torch_terms, *torch_gradients = ppo_loss_gradients(*args, **coefs, ops=TorchOps)
+    for ours, theirs in zip(numpy_gradients, torch_gradients):
+        assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
+        assert torch.equal(torch.isnan(ours), torch.isnan(theirs))
+        assert torch.equal(ours.nan_to_num(7.0), theirs.nan_to_num(7.0))
+    for name in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
+        torch.testing.assert_close(getattr(numpy_terms, name), getattr(torch_terms, name), equal_nan=True,
+                                   rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0)

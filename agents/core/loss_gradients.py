@@ -21,9 +21,66 @@ With B samples and r = exp(log π(a|s) − log π_old):
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from agents.core.loss import LossTerms
+
+
+class TorchOps:
+    """The array functions the loss gradients use, on torch tensors."""
+
+    minimum, maximum, clip, where = torch.minimum, torch.maximum, torch.clip, torch.where
+    full_like = torch.full_like
+
+    @staticmethod
+    def constants(like: torch.Tensor) -> tuple[float, float, float]:
+        """1, ½ and 0 as torch.where takes them."""
+        return 1.0, 0.5, 0.0
+
+    @staticmethod
+    def mean(x: torch.Tensor) -> torch.Tensor:
+        return x.mean()
+
+    @staticmethod
+    def fraction(flags: torch.Tensor) -> torch.Tensor:
+        return flags.float().mean()
+
+    @staticmethod
+    def as_terms(means: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return means
+
+
+class NumpyOps:
+    """The same functions on numpy arrays, for CPU tensors seen through numpy views: on a
+    minibatch of a few hundred samples a numpy op costs about a microsecond and a torch op three
+    to five, and the per-sample arithmetic is the same IEEE operations, so the gradients are
+    bitwise torch's (tests/test_loss_gradients.py; the logged means may round differently)."""
+
+    minimum, maximum, clip, where = np.minimum, np.maximum, np.clip, np.where
+    full_like = np.full_like
+
+    @staticmethod
+    def constants(like: np.ndarray) -> tuple[np.floating, np.floating, np.floating]:
+        """1, ½ and 0 in the arrays' dtype (np.where would make float64 arrays of Python floats)."""
+        scalar = like.dtype.type
+        return scalar(1.0), scalar(0.5), scalar(0.0)
+
+    @staticmethod
+    def mean(x: np.ndarray) -> np.floating:
+        return np.add.reduce(x) / x.shape[0]  # np.mean's sum and division, without its Python layer
+
+    @staticmethod
+    def fraction(flags: np.ndarray) -> np.floating:
+        return np.float32(np.count_nonzero(flags)) / np.float32(flags.shape[0])  # a float32 share, as torch's
+
+    @staticmethod
+    def as_terms(means: dict[str, np.floating]) -> dict[str, torch.Tensor]:
+        """The means as 0-dim tensors, made in two calls rather than one per value."""
+        share = torch.as_tensor(means.pop("clip_fraction"))
+        names = list(means)
+        return {**dict(zip(names, torch.from_numpy(np.array([means[n] for n in names])).unbind())),
+                "clip_fraction": share}
 
 
 @torch.no_grad()
@@ -41,56 +98,70 @@ def ppo_loss_gradients(
     ent_coef: float,
     clip_value_loss: bool = True,
     kl_coef: float | None = None,
+    ops: type[TorchOps] | type[NumpyOps] | None = None,
 ) -> tuple[LossTerms, torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """(ppo_loss's terms, ∂L/∂ log π(a|s), ∂L/∂H or None when c_e = 0, ∂L/∂V), each [B]."""
+    """(ppo_loss's terms, ∂L/∂ log π(a|s), ∂L/∂H or None when c_e = 0, ∂L/∂V), each [B].
+
+    `ops`: the array library the per-sample arithmetic runs in; by default numpy for CPU tensors
+    (views of the same memory) and torch otherwise. The exponential stays torch's either way."""
     count = new_logp.shape[0]
     log_ratio = new_logp - old_logp
     ratio = log_ratio.exp()
+    inputs = (log_ratio, ratio, advantages, new_values, old_values, returns, entropy)
+    if ops is None:
+        ops = NumpyOps if all(x.device.type == "cpu" for x in inputs) else TorchOps
+    if ops is NumpyOps:
+        inputs = tuple(x.numpy() for x in inputs)
+    log_ratio, ratio, advantages, new_values, old_values, returns, entropy = inputs
+    one, half, zero = ops.constants(ratio)
     kl_per_sample = (ratio - 1) - log_ratio
     if kl_coef is None:
         unclipped = ratio * advantages
-        clipped = ratio.clamp(1 - clip_coef, 1 + clip_coef) * advantages
-        surrogate = torch.min(unclipped, clipped)
+        clipped = ops.clip(ratio, 1 - clip_coef, 1 + clip_coef) * advantages
+        surrogate = ops.minimum(unclipped, clipped)
         # The share of ∂(r·Â) that torch.min passes on: all of it where the unclipped term is the
         # smaller, none where it is the larger; on a tie half through each term, and the clipped
         # one passes its half on only inside the clip range. NaN compares as a tie: it stays NaN,
         # for the non-finite gradient check to find.
         ratio_inside = (ratio >= 1 - clip_coef) & (ratio <= 1 + clip_coef)
-        on_tie = torch.where(ratio_inside, 1.0, 0.5)
-        share = torch.where(unclipped < clipped, 1.0, torch.where(unclipped > clipped, 0.0, on_tie))
+        on_tie = ops.where(ratio_inside, one, half)
+        share = ops.where(unclipped < clipped, one, ops.where(unclipped > clipped, zero, on_tie))
         d_surrogate = unclipped * share
     else:
         surrogate = ratio * advantages - kl_coef * kl_per_sample
         d_surrogate = ratio * advantages - kl_coef * (ratio - 1)
     d_logp = d_surrogate * (-1.0 / count)
-    d_entropy = torch.full_like(entropy, -ent_coef / count) if ent_coef else None
+    d_entropy = ops.full_like(entropy, -ent_coef / count) if ent_coef else None
 
     error = new_values - returns
-    value_error = error.square()
+    value_error = error * error
     if clip_value_loss:
         step = new_values - old_values
-        clipped_error = old_values + step.clamp(-clip_coef, clip_coef) - returns
-        clipped_value_error = clipped_error.square()
-        to_unclipped = torch.where(
-            value_error > clipped_value_error, 1.0, torch.where(value_error < clipped_value_error, 0.0, 0.5)
+        clipped_error = old_values + ops.clip(step, -clip_coef, clip_coef) - returns
+        clipped_value_error = clipped_error * clipped_error
+        to_unclipped = ops.where(
+            value_error > clipped_value_error, one, ops.where(value_error < clipped_value_error, zero, half)
         )
         step_inside = (step >= -clip_coef) & (step <= clip_coef)
         d_value_error = 2 * error * to_unclipped + 2 * clipped_error * (1 - to_unclipped) * step_inside
-        value_error = torch.max(value_error, clipped_value_error)
+        value_error = ops.maximum(value_error, clipped_value_error)
     else:
         d_value_error = 2 * error
     d_values = d_value_error * (vf_coef / count)
 
-    policy_loss = -surrogate.mean()
-    value_loss = value_error.mean()
-    mean_entropy = entropy.mean()
-    terms = LossTerms(
+    policy_loss = -ops.mean(surrogate)
+    value_loss = ops.mean(value_error)
+    mean_entropy = ops.mean(entropy)
+    means = dict(
         loss=policy_loss + vf_coef * value_loss - ent_coef * mean_entropy,
         policy_loss=policy_loss,
         value_loss=value_loss,
         entropy=mean_entropy,
-        approx_kl=kl_per_sample.mean(),
-        clip_fraction=((ratio - 1).abs() > clip_coef).float().mean(),
-        ref_kl=torch.zeros(()),
+        approx_kl=ops.mean(kl_per_sample),
+        clip_fraction=ops.fraction(abs(ratio - 1) > clip_coef),
     )
-    return terms, d_logp, d_entropy, d_values
+    gradients = (d_logp, d_entropy, d_values)
+    if ops is NumpyOps:
+        gradients = tuple(None if g is None else torch.from_numpy(g) for g in gradients)
+    terms = LossTerms(**ops.as_terms(means), ref_kl=torch.zeros(()))
+    return terms, *gradients

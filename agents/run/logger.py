@@ -49,7 +49,8 @@ def wait_for_a_later_second(log_dir: Path) -> None:
     per-process counter without zero padding ("10" sorts before "9"). A writer opened in the same
     second as an earlier one of the same process (a run resumed within a second, as tests do)
     could sort before it, and its purge of the discarded future would apply to the wrong file."""
-    seconds = [int(path.name.split(".")[3]) for path in log_dir.glob("events.out.tfevents.*")]
+    stamps = [path.name.split(".")[3] for path in log_dir.glob("events.out.tfevents.*.*")]
+    seconds = [int(stamp) for stamp in stamps if stamp.isdigit()]
     while seconds and time.time() < max(seconds) + 1:
         time.sleep(0.02)
 

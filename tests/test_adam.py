@@ -2,6 +2,8 @@
 through annealed learning rates, parameters without gradients, state dicts and the cases it hands
 back to torch's own step."""
 
+import copy
+
 import pytest
 import torch
 
@@ -71,3 +73,19 @@ def test_the_short_step_runs_and_step_hooks_fire_once_per_step():
     optimizer.step()
     assert optimizer_steps() == before + 2
     assert optimizer.state[ours[0]]["step"] == 2
+
+
+def test_a_loaded_non_fused_state_keeps_the_non_fused_arithmetic():
+    """A checkpoint of a plain (non-fused) Adam carries fused=None into the groups; torch's step then
+    runs the per-tensor path, and so must ours."""
+    ours, theirs = twin_parameters()
+    plain = torch.optim.Adam([torch.nn.Parameter(p.detach().clone()) for p in ours], lr=1e-3)
+    for p in plain.param_groups[0]["params"]:
+        p.grad = torch.ones_like(p)
+    plain.step()
+    ours_opt, torch_opt = Adam(ours, lr=1e-3), torch.optim.Adam(theirs, lr=1e-3)
+    ours_opt.load_state_dict(copy.deepcopy(plain.state_dict()))  # loading keeps the state's tensors:
+    torch_opt.load_state_dict(copy.deepcopy(plain.state_dict()))  # one copy each, or they share them
+    assert not ours_opt.param_groups[0]["fused"]
+    train_both(ours_opt, torch_opt, ours, theirs, steps=20)
+    assert_same(ours_opt, torch_opt, ours, theirs)

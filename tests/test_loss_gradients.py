@@ -302,6 +302,15 @@ def test_numpy_arithmetic_gives_torchs_gradients_bit_for_bit(clip_value_loss, kl
         assert ours.dtype == theirs.dtype and ours.shape == theirs.shape
         assert torch.equal(torch.isnan(ours), torch.isnan(theirs))
         assert torch.equal(ours.nan_to_num(7.0), theirs.nan_to_num(7.0))
-    for name in ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
+    # approx_kl decides target_kl's early stop and the KL penalty's β: the same bits as torch's,
+    # checked on finite inputs (a NaN would hide a rounding difference).
+    finite = (new_logp, old_logp.nan_to_num(0.0), *args[2:])
+    for _ in range(20):
+        finite = (finite[0] + 0.01 * torch.randn(B, generator=generator, dtype=dtype), *finite[1:])
+        numpy_kl = ppo_loss_gradients(*finite, **coefs)[0]
+        torch_kl = ppo_loss_gradients(*finite, **coefs, ops=TorchOps)[0]
+        assert torch.equal(numpy_kl.approx_kl, torch_kl.approx_kl)
+        assert torch.equal(numpy_kl.clip_fraction, torch_kl.clip_fraction)
+    for name in ("loss", "policy_loss", "value_loss", "entropy"):
         torch.testing.assert_close(getattr(numpy_terms, name), getattr(torch_terms, name), equal_nan=True,
                                    rtol=1e-6 if dtype == torch.float32 else 1e-12, atol=0)

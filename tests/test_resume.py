@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -275,6 +276,14 @@ def test_a_writer_reopened_within_the_second_still_sorts_after_the_first(tmp_pat
     test_logger_purge_hides_points_of_the_discarded_future(tmp_path)
     counters = [int(path.name.rsplit(".", 1)[1]) for path in sorted(tmp_path.iterdir())]
     assert counters == [counter + 1, counter + 2]
+
+
+def test_an_event_file_stamped_in_the_future_is_not_waited_for(tmp_path):
+    """A run dir from a host whose clock runs ahead: opening a logger there must not hang."""
+    (tmp_path / f"events.out.tfevents.{int(time.time()) + 3600}.otherhost.1.0").write_bytes(b"")
+    started = time.time()
+    TrainingLogger(tmp_path, 100, 10, progress=None).close()
+    assert time.time() - started < 5
 
 
 def test_logger_purge_hides_points_of_the_discarded_future(tmp_path):

@@ -52,6 +52,8 @@ class Adam(torch.optim.Adam):
         options = ("amsgrad", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
         if any(group.get(option) for option in options) or isinstance(group["lr"], torch.Tensor):
             return None
+        if not group.get("fused"):  # a loaded state dict of a non-fused Adam sets the group's own
+            return None
         if getattr(self, "grad_scale", None) is not None or getattr(self, "found_inf", None) is not None:
             return None
         params = [p for p in group["params"] if p.grad is not None]

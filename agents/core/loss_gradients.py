@@ -55,7 +55,8 @@ class NumpyOps:
     """The same functions on numpy arrays, for CPU tensors seen through numpy views: on a
     minibatch of a few hundred samples a numpy op costs about a microsecond and a torch op three
     to five, and the per-sample arithmetic is the same IEEE operations, so the gradients are
-    bitwise torch's (tests/test_loss_gradients.py; the logged means may round differently)."""
+    bitwise torch's (tests/test_loss_gradients.py). The means that are only logged (loss, its
+    parts, entropy) are numpy's and may differ from torch's in the last bit."""
 
     minimum, maximum, clip, where = np.minimum, np.maximum, np.clip, np.where
     full_like = np.full_like
@@ -75,12 +76,12 @@ class NumpyOps:
         return np.float32(np.count_nonzero(flags)) / np.float32(flags.shape[0])  # a float32 share, as torch's
 
     @staticmethod
-    def as_terms(means: dict[str, np.floating]) -> dict[str, torch.Tensor]:
-        """The means as 0-dim tensors, made in two calls rather than one per value."""
-        share = torch.as_tensor(means.pop("clip_fraction"))
-        names = list(means)
-        return {**dict(zip(names, torch.from_numpy(np.array([means[n] for n in names])).unbind())),
-                "clip_fraction": share}
+    def as_terms(means: dict[str, np.floating | torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The means as 0-dim tensors, the numpy ones made in one call rather than one per value."""
+        made = {name: value for name, value in means.items() if isinstance(value, torch.Tensor)}
+        names = [name for name in means if name not in made and name != "clip_fraction"]
+        values = torch.from_numpy(np.array([means[name] for name in names])).unbind()
+        return {**dict(zip(names, values)), **made, "clip_fraction": torch.as_tensor(means["clip_fraction"])}
 
 
 @torch.no_grad()
@@ -157,7 +158,9 @@ def ppo_loss_gradients(
         policy_loss=policy_loss,
         value_loss=value_loss,
         entropy=mean_entropy,
-        approx_kl=ops.mean(kl_per_sample),
+        # torch's mean even for numpy arrays: approx_kl decides target_kl's early stop and the
+        # KL penalty's β, so it must round as on any other device; the others are only logged.
+        approx_kl=torch.as_tensor(kl_per_sample).mean(),
         clip_fraction=ops.fraction(abs(ratio - 1) > clip_coef),
     )
     gradients = (d_logp, d_entropy, d_values)

@@ -166,6 +166,10 @@ class Distributed:
         vector = self.sum(torch.tensor([values[k] for k in keys], dtype=torch.float64))
         return {k: float(v) / self.world_size for k, v in zip(keys, vector.tolist())}
 
+    def wait_for_all(self) -> None:
+        """Return once every rank has called this (a barrier)."""
+        dist.barrier()
+
     def close(self) -> None:
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -74,7 +74,13 @@ def train(
     """
     dist = distributed.from_environment(config)  # None: one process (not launched by torchrun)
     try:
-        return _train(config, config_name, progress, resume, callbacks, dist)
+        result = _train(config, config_name, progress, resume, callbacks, dist)
+        if dist is not None:
+            # The ranks tear their process group down together, once rank 0 has written final.pt.
+            # Seen once under load without this: rank 1, done first, aborted in teardown (SIGABRT,
+            # "terminate called without an active exception") while rank 0 was still saving.
+            dist.wait_for_all()
+        return result
     except TrainingFailed as exc:
         raise TrainingFailed(f"rank {dist.rank}: {exc}") if dist else exc from None
     except RuntimeError as exc:  # under torchrun: a collective that failed or timed out

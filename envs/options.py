@@ -52,6 +52,10 @@ class AtariOptions:
             )
 
 
+# Vector backends that step their envs themselves: no gymnasium worker processes (num_workers, overlap).
+SELF_STEPPING_BACKENDS = ("envpool", "native")
+
+
 @dataclass
 class EnvOptions:
     num_envs: int = 8  # parallel environments, each one column of the rollout
@@ -102,7 +106,7 @@ class EnvOptions:
                 "env.vectorization: overlap steps two groups of envs in turn: env.num_workers must be 0 "
                 "(one process per env) or >= 2"
             )
-        if workers and self.vector_backend in ("envpool", "native"):
+        if workers and self.vector_backend in SELF_STEPPING_BACKENDS:
             raise ConfigError(
                 f"env.num_workers is for gymnasium's vector envs; env.vector_backend: {self.vector_backend} "
                 "steps its envs itself"

@@ -15,7 +15,7 @@ from envs.cartpole_vector import ENV_ID as CARTPOLE_ID
 from envs.cartpole_vector import CartPoleVectorEnv, is_gymnasiums_cartpole
 from envs.layout import with_layout
 from envs.normalize import NormalizeVectorEnv
-from envs.options import ConfigError, EnvOptions, GameSpec
+from envs.options import SELF_STEPPING_BACKENDS, ConfigError, EnvOptions, GameSpec
 from envs.overlap import OverlappedVectorEnv
 from envs.pixels import make_pixel_env
 from envs.registry import check_env_id, import_env_modules, wrapper_specs
@@ -125,7 +125,7 @@ def check_overlap(env_cfg: EnvOptions) -> None:
             f"(got {env_cfg.num_envs}) and no env.normalize_obs / env.normalize_reward "
             "(their running statistics span all envs at once)"
         )
-    if env_cfg.vector_backend in ("envpool", "native"):
+    if env_cfg.vector_backend in SELF_STEPPING_BACKENDS:
         raise ConfigError(
             "env.vectorization: overlap runs gymnasium's worker processes; "
             f"env.vector_backend: {env_cfg.vector_backend} has its own"

@@ -76,12 +76,12 @@ class NumpyOps:
         return np.float32(np.count_nonzero(flags)) / np.float32(flags.shape[0])  # a float32 share, as torch's
 
     @staticmethod
-    def as_terms(means: dict[str, np.floating | torch.Tensor]) -> dict[str, torch.Tensor]:
-        """The means as 0-dim tensors, the numpy ones made in one call rather than one per value."""
-        made = {name: value for name, value in means.items() if isinstance(value, torch.Tensor)}
-        names = [name for name in means if name not in made and name != "clip_fraction"]
+    def as_terms(means: dict[str, np.floating]) -> dict[str, torch.Tensor]:
+        """The means as 0-dim tensors, made in one call rather than one per value (the float32
+        clip fraction apart: it keeps its own dtype)."""
+        names = [name for name in means if name != "clip_fraction"]
         values = torch.from_numpy(np.array([means[name] for name in names])).unbind()
-        return {**dict(zip(names, values)), **made, "clip_fraction": torch.as_tensor(means["clip_fraction"])}
+        return {**dict(zip(names, values)), "clip_fraction": torch.as_tensor(means["clip_fraction"])}
 
 
 @torch.no_grad()
@@ -158,13 +158,13 @@ def ppo_loss_gradients(
         policy_loss=policy_loss,
         value_loss=value_loss,
         entropy=mean_entropy,
-        # torch's mean even for numpy arrays: approx_kl decides target_kl's early stop and the
-        # KL penalty's β, so it must round as on any other device; the others are only logged.
-        approx_kl=torch.as_tensor(kl_per_sample).mean(),
         clip_fraction=ops.fraction(abs(ratio - 1) > clip_coef),
     )
     gradients = (d_logp, d_entropy, d_values)
     if ops is NumpyOps:
         gradients = tuple(None if g is None else torch.from_numpy(g) for g in gradients)
-    terms = LossTerms(**ops.as_terms(means), ref_kl=torch.zeros(()))
+    # torch's mean even for numpy arrays: approx_kl decides target_kl's early stop and the KL
+    # penalty's β, so it must round as on any other device; the other means are only logged.
+    approx_kl = torch.as_tensor(kl_per_sample).mean()
+    terms = LossTerms(**ops.as_terms(means), approx_kl=approx_kl, ref_kl=torch.zeros(()))
     return terms, *gradients

@@ -63,7 +63,6 @@ class MLPActorCritic(ActorCritic):
             in_features = int(np.prod(observation_space.shape))
         self.input_scale = input_scale(observation_space)
         self.activation = activation
-        self.shared_trunk = shared_trunk
         sizes = [in_features, *hidden_sizes]
         self.policy_trunk = mlp(sizes, activation)
         self.value_trunk = self.policy_trunk if shared_trunk else mlp(sizes, activation)
@@ -91,7 +90,7 @@ class MLPActorCritic(ActorCritic):
         for the input itself, torch.compile's tracing (numpy inside). Forward hooks on the layers
         are not called on that path."""
         return (
-            not self.shared_trunk
+            self.value_trunk is not self.policy_trunk
             and self.activation in FUSED_ACTIVATIONS
             and not x.requires_grad
             and not torch.is_autocast_enabled(x.device.type)

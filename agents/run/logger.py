@@ -50,11 +50,11 @@ def wait_for_a_later_second(log_dir: Path) -> None:
     second as an earlier one of the same process (a run resumed within a second, as tests do)
     could sort before it, and its purge of the discarded future would apply to the wrong file."""
     stamps = [path.name.split(".")[3] for path in log_dir.glob("events.out.tfevents.*.*")]
-    seconds = [int(stamp) for stamp in stamps if stamp.isdigit()]
+    newest = max((int(stamp) for stamp in stamps if stamp.isdigit()), default=None)
     # A stamp further ahead than the current second (a file from a host whose clock runs ahead)
     # cannot be waited out sensibly: its order is the other host's business.
-    if seconds and max(seconds) + 1 - time.time() <= 1:
-        while time.time() < max(seconds) + 1:
+    if newest is not None and newest + 1 - time.time() <= 1:
+        while time.time() < newest + 1:
             time.sleep(0.02)
 
 

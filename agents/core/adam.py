@@ -22,6 +22,10 @@ class Adam(torch.optim.Adam):
     capturable, differentiable or gradient scaler) this step makes the two calls torch's makes,
     the step counts' increment and `_fused_adam_`, and nothing else. Any other case, the first
     step included (it creates the state), runs torch's own step. The state dict is torch's.
+
+    The step counts' increment is one op: each parameter's "step" is a view of one tensor that holds
+    them all (`_step_counter`). torch's `_foreach_add_` on twelve CPU scalars takes 30 µs, as long
+    as the fused kernel itself.
     """
 
     def __init__(self, params: Any, **options: Any) -> None:
@@ -33,11 +37,11 @@ class Adam(torch.optim.Adam):
         if any(group is None for group in groups):
             # torch's step itself, not its hooked wrapper: the hooks already ran around this call.
             return inspect.unwrap(torch.optim.Adam.step)(self, closure)
-        for params, states, group in groups:
+        for number, (params, states, group) in enumerate(groups):
             if not params:
                 continue
+            self._step_counter(number, states).add_(1)
             steps = [state["step"] for state in states]
-            torch._foreach_add_(steps, 1)
             beta1, beta2 = group["betas"]
             torch._fused_adam_(
                 params, [p.grad for p in params], [state["exp_avg"] for state in states],
@@ -46,6 +50,21 @@ class Adam(torch.optim.Adam):
                 maximize=False, grad_scale=None, found_inf=None,
             )
         return None
+
+    def _step_counter(self, number: int, states: list[dict]) -> torch.Tensor:
+        """The tensor whose elements are the "step" of `states` (group `number`'s parameters that
+        have gradients), made when that set of step tensors changes: a parameter skipped for a
+        step, or a loaded state dict. Each state's "step" stays a tensor of its own for torch's step
+        and the state dict; only its storage is shared."""
+        counters = self.__dict__.setdefault("_step_counters", {})
+        steps = [state["step"] for state in states]
+        counter, views = counters.get(number, (None, []))
+        if len(views) != len(steps) or any(view is not step for view, step in zip(views, steps)):
+            counter = torch.stack(steps)
+            for index, state in enumerate(states):
+                state["step"] = counter[index]
+            counters[number] = counter, [state["step"] for state in states]
+        return counter
 
     def _plain_group(self, group: dict) -> tuple[list[torch.Tensor], list[dict], dict] | None:
         """(parameters with gradients, their states, the group) when the short step applies."""

@@ -1,5 +1,6 @@
 """agents/networks/fused_mlp.py: the MLP actor-critic's written-out passes against autograd through
-its nn.Linear / activation modules (ReLU: bit for bit; tanh: numpy's tanh, to float rounding)."""
+its nn.Linear / activation modules (ReLU: outputs bit for bit, gradients to float rounding, as some
+weight gradients are multiplied the other way round; tanh: numpy's tanh, to float rounding)."""
 
 import copy
 
@@ -8,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from agents.networks.fused_mlp import tanh
+from agents.networks.fused_mlp import tanh, weight_gradient
 from agents.networks.mlp import MLPActorCritic
 
 SPACES = {
@@ -47,14 +48,16 @@ def forward_backward(network: MLPActorCritic, obs: torch.Tensor) -> tuple[torch.
 
 @pytest.mark.parametrize("space", list(SPACES))
 @pytest.mark.parametrize("hidden", [[64, 64], [16], [8, 16, 8]])
-def test_relu_passes_are_autograds_bit_for_bit(space, hidden, one_torch_thread):
+def test_relu_passes_match_autograd(space, hidden, one_torch_thread):
     fused, reference = networks("relu", hidden, space)
     obs = observations(space)
     got, expected = forward_backward(fused, obs), forward_backward(reference, obs)
     assert fused(obs)[0].grad_fn.name() == "TwoTrunkFunctionBackward"  # the path under test ran
     assert len(got) == len(expected) == 2 + len(list(fused.parameters())) - (space == "gaussian")
-    for mine, theirs in zip(got, expected):
+    for mine, theirs in zip(got[:2], expected[:2]):  # the head and V(s): the same products
         assert torch.equal(mine, theirs)
+    for mine, theirs in zip(got[2:], expected[2:]):
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("space", list(SPACES))
@@ -87,7 +90,7 @@ def test_frozen_layers_get_no_gradient_and_the_rest_autograds(one_torch_thread):
         network.policy_trunk[0].requires_grad_(False)
     obs = observations("box")
     for mine, theirs in zip(forward_backward(fused, obs), forward_backward(reference, obs)):
-        assert torch.equal(mine, theirs)
+        torch.testing.assert_close(mine, theirs, rtol=1e-6, atol=1e-6)
     assert fused.policy_trunk[0].weight.grad is None
 
 
@@ -105,3 +108,16 @@ def test_what_the_written_out_passes_leave_out_takes_the_module_path(one_torch_t
     assert not fused.takes_fused_passes(saliency)
     fused(saliency)[0].sum().backward()
     assert saliency.grad is not None and saliency.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("batch", [1, 256, 2048])
+@pytest.mark.parametrize("shape", [(64, 4), (4, 64), (2, 64), (64, 64)])
+def test_weight_gradients_either_way_round_are_the_products_sums(shape, batch):
+    """∂L/∂W = δᵀ h, whichever way round weight_gradient multiplies, against float64."""
+    out_features, in_features = shape
+    generator = torch.Generator().manual_seed(batch)
+    delta = torch.randn(batch, out_features, generator=generator)
+    inputs = torch.randn(batch, in_features, generator=generator)
+    got = weight_gradient(delta, inputs)
+    assert got.shape == shape
+    torch.testing.assert_close(got.double(), delta.double().t() @ inputs.double(), rtol=1e-5, atol=1e-4)

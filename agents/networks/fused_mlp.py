@@ -4,9 +4,10 @@ Why: on CartPole's PPO settings (a 64-64 tanh MLP per head, minibatches of 256) 
 bound by per-operation overhead, not arithmetic. Autograd records about thirty nodes for the two
 trunks and heads and runs each backwards; here the forward pass runs without recording anything
 and one node computes every parameter's gradient. Two more savings come with it: tanh is
-evaluated by numpy where that is quicker (below), and nothing else changes: the matrix products
-are the ones autograd would run (torch.nn.functional.linear forward; for the gradients, the same
-`mm` calls with the same layouts, so a ReLU network's gradients are bitwise autograd's).
+evaluated by numpy where that is quicker (below), and a narrow layer's weight gradient is
+multiplied the quicker way round (weight_gradient). The forward products are the ones autograd
+would run (torch.nn.functional.linear), so a ReLU network's outputs are bitwise autograd's; its
+gradients agree to float rounding.
 
 For a trunk of layers l = 1..L with h₀ = x, z_l = h_{l−1} W_lᵀ + b_l, h_l = φ(z_l), and an output
 y = h_L W_oᵀ + b_o, with δ = ∂L/∂y:
@@ -63,6 +64,16 @@ def trunk_forward(
     return nn.functional.linear(h, weights[-2], weights[-1]), hidden
 
 
+def weight_gradient(delta: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """∂L/∂W = δᵀ h for δ of (batch, out) and h of (batch, in), computed the way round that puts the
+    smaller of out and in first: MKL's sgemm is slow with a narrow right-hand side. For a first
+    layer of 64 × 4, δᵀ h took 22 µs at a batch of 256 and 160 µs at 2048, (hᵀ δ)ᵀ 10 and 24 µs
+    (one thread, the AMD EPYC here). Either way the sums are the same; their rounding may differ."""
+    if inputs.shape[1] < delta.shape[1]:
+        return inputs.t().mm(delta).t()
+    return delta.t().mm(inputs)
+
+
 def trunk_backward(
     delta: torch.Tensor,
     x: torch.Tensor,
@@ -75,7 +86,7 @@ def trunk_backward(
     gradients: list[torch.Tensor] = []
     for layer in range(len(inputs) - 1, -1, -1):
         weight = weights[2 * layer]
-        gradients += [delta.sum(0), delta.t().mm(inputs[layer])]  # reversed below: W before b
+        gradients += [delta.sum(0), weight_gradient(delta, inputs[layer])]  # reversed below: W before b
         if layer:
             delta = activation_backward(delta.mm(weight), inputs[layer], activation)
     return gradients[::-1]

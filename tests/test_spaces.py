@@ -19,6 +19,8 @@ from agents.networks.distributions import (
     DiagGaussianDistribution,
     MultiCategoricalDistribution,
     distribution_for,
+    draw_categorical,
+    sample_action,
 )
 from agents.networks.mlp import MLPActorCritic
 from agents.run.evaluation import play_episodes
@@ -209,3 +211,24 @@ def test_the_readme_example_game_trains_and_replays(tmp_path):
     replayed = fresh_process("enjoy.py", str(run), "--episodes", "2", "--video-dir", str(tmp_path / "videos"))
     assert replayed.returncode == 0, replayed.stderr
     assert len(list((tmp_path / "videos").glob("episode_*.mp4"))) == 2
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_categorical_draws_are_torch_multinomials_bit_for_bit(dtype):
+    """sample_action's draw against torch.multinomial from the same generator state: the same
+    actions, and the generator left in the same state (later draws stay the same too)."""
+    for seed in range(200):
+        generator = torch.Generator().manual_seed(seed)
+        logits = torch.randn(8, 2 + seed % 7, generator=generator, dtype=dtype) * (seed % 5)
+        probs = logits.log_softmax(-1).exp()
+        torch.manual_seed(seed)
+        expected = torch.multinomial(probs, 1).squeeze(-1)
+        expected_state = torch.get_rng_state()
+        torch.manual_seed(seed)
+        assert torch.equal(draw_categorical(probs), expected)
+        assert torch.equal(torch.get_rng_state(), expected_state)
+
+
+def test_nan_logits_are_refused_as_torch_multinomial_refuses_them():
+    with pytest.raises(ValueError, match="NaN"):
+        sample_action(torch.tensor([[0.0, 1.0], [float("nan"), 0.0]]))

@@ -11,7 +11,8 @@ every process prints one line per phase: total seconds, calls, and seconds per u
   act            the policy's forward pass and sampling during rollouts (ActorCritic.act)
   update         one PPO update, all epochs (Learner.update)
   objective      a minibatch's forward pass and loss (update.minibatch_objective)
-  backward       torch.autograd.backward (under torchrun: with the gradient buckets' sends)
+  backward       a minibatch's gradients into .grad (update.backpropagate; under torchrun with
+                 the gradient buckets' sums, so it holds their rank wait)
   rank wait      waiting for a sum over the ranks to arrive (RankSum.wait)
   optimizer      Adam's step
 
@@ -102,8 +103,6 @@ class PhaseClock:
 
 def wrapped_phases() -> list[tuple[Any, str, str]]:
     """(owner, attribute, phase) of every phase timed by wrapping a function."""
-    import torch
-
     from agents.core import update
     from agents.networks.actor_critic import ActorCritic
     from agents.run import distributed, faults, learner
@@ -115,7 +114,7 @@ def wrapped_phases() -> list[tuple[Any, str, str]]:
         (ActorCritic, "act", "act"),
         (learner.Learner, "update", "update"),
         (update, "minibatch_objective", "objective"),
-        (torch.autograd, "backward", "backward"),
+        (update, "backpropagate", "backward"),
         (distributed.RankSum, "wait", "rank wait"),
     ]
 

@@ -121,3 +121,44 @@ def test_weight_gradients_either_way_round_are_the_products_sums(shape, batch):
     got = weight_gradient(delta, inputs)
     assert got.shape == shape
     torch.testing.assert_close(got.double(), delta.double().t() @ inputs.double(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["tanh", "relu"])
+def test_the_updates_backprop_gives_autograds_gradients_and_adds_up(activation, one_torch_thread):
+    """outputs_for_update's backprop (no autograd engine) against autograd through the modules:
+    the same outputs, the same gradients; frozen layers get none; a second call adds."""
+    fused, reference = networks(activation, [64, 64])
+    for network in (fused, reference):
+        network.value_trunk[2].requires_grad_(False)
+    obs = observations("box")
+    expected = forward_backward(reference, obs)
+    head, value, backprop = fused.outputs_for_update(obs)
+    assert head.grad_fn is None and value.grad_fn is None  # nothing recorded
+    generator = torch.Generator().manual_seed(2)  # forward_backward's incoming gradients
+    d_head = torch.randn(head.shape, generator=generator)
+    d_value = torch.randn(value.shape, generator=generator)
+    backprop(d_head, d_value)
+    got = (head, value, *(p.grad for p in fused.parameters() if p.grad is not None))
+    assert len(got) == len(expected)
+    for mine, theirs in zip(got, expected):
+        torch.testing.assert_close(mine, theirs, rtol=1e-5, atol=1e-6)
+    assert fused.value_trunk[2].weight.grad is None
+    first = [p.grad.clone() for p in fused.parameters() if p.grad is not None]
+    backprop(d_head, d_value)
+    for before, parameter in zip(first, (p for p in fused.parameters() if p.grad is not None)):
+        torch.testing.assert_close(parameter.grad, 2 * before)
+
+
+def test_networks_without_written_out_passes_backprop_through_autograd(one_torch_thread):
+    torch.manual_seed(0)
+    shared = MLPActorCritic(*SPACES["box"], [16, 16], "tanh", shared_trunk=True)
+    obs = observations("box", 32)
+    head, value, backprop = shared.outputs_for_update(obs)
+    backprop(torch.ones_like(head), torch.ones_like(value))
+    expected_head, expected_value = shared(obs)
+    assert torch.equal(head, expected_head.detach()) and torch.equal(value, expected_value.detach())
+    grads = [p.grad.clone() for p in shared.parameters()]
+    shared.zero_grad(set_to_none=True)
+    (expected_head.sum() + expected_value.sum()).backward()
+    for mine, parameter in zip(grads, shared.parameters()):
+        assert torch.equal(mine, parameter.grad)

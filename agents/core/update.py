@@ -13,7 +13,7 @@ from agents.config import PPOConfig
 from agents.core.batch import Batch
 from agents.core.loss import LossTerms, explained_variance, ppo_loss
 from agents.core.loss_gradients import ppo_loss_gradients
-from agents.networks.actor_critic import ActorCritic
+from agents.networks.actor_critic import ActorCritic, accumulate_gradient
 
 LOGGED_TERMS = ("loss", "policy_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
 
@@ -34,14 +34,9 @@ class GradientSync(Protocol):
         per step: on gloo a collective's latency alone is 0.25–1 ms)."""
         ...
 
-    def backward(
-        self,
-        outputs: list[torch.Tensor],
-        gradients: list[torch.Tensor | None],
-        parameters: list[torch.Tensor],
-    ) -> None:
-        """torch.autograd.backward(outputs, gradients); when it returns, each parameter's .grad is
-        its mean over the ranks."""
+    def backward(self, backward: Callable[[], None], parameters: list[torch.Tensor]) -> None:
+        """backward(), which fills the parameters' .grad; when it returns, each parameter's .grad
+        is its mean over the ranks."""
         ...
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
@@ -87,6 +82,17 @@ def clear_gradients(parameters: list[torch.Tensor]) -> None:
     bookkeeping (a profiler scope, a dynamo guard): 40 µs, a thirtieth of CartPole's update step."""
     for parameter in parameters:
         parameter.grad = None
+
+
+def backpropagate(
+    backward: Callable[[], None], sync: GradientSync | None, parameters: list[torch.Tensor]
+) -> None:
+    """backward(), which fills the parameters' .grad; with `sync`, each .grad ends as its mean over
+    the ranks."""
+    if sync is not None:
+        sync.backward(backward, parameters)
+    else:
+        backward()
 
 
 def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
@@ -154,34 +160,38 @@ def minibatch_objective(
     loss_coefs: dict,
     ref_kl_coef: float,
     extra_loss: Callable[[], torch.Tensor] | None,
-) -> tuple[LossTerms, list[torch.Tensor], list[torch.Tensor | None], float | None]:
-    """What one step backpropagates for the samples `idx`: (the loss terms, the tensors to
-    differentiate and their incoming gradients, the extra loss's value). In closed form these are
-    the head, V(s) and the distribution's own parameters with ∂L/∂ of each; otherwise the scalar
-    loss with None (∂L/∂L = 1)."""
+) -> tuple[LossTerms, Callable[[], None], float | None]:
+    """One step's loss for the samples `idx`: (the loss terms, a function that adds ∂L/∂θ into
+    every parameter's .grad, the extra loss's value). In closed form that function hands ∂L/∂head
+    and ∂L/∂V to the network's backprop (ActorCritic.outputs_for_update) and adds the
+    distribution's own parameters' gradients itself; otherwise it runs autograd from the loss."""
     masks = batch.action_masks[idx] if batch.action_masks is not None else None
     if closed_form:
-        head, new_values = agent.logits_and_value(batch.obs[idx])
-        scores = agent.distribution.scores(head.detach(), batch.actions[idx], masks)
+        head, new_values, backprop = agent.outputs_for_update(batch.obs[idx])
+        scores = agent.distribution.scores(head, batch.actions[idx], masks)
         terms, d_logp, d_entropy, d_values = ppo_loss_gradients(
-            scores.logp, batch.logp[idx], advantages, new_values.detach(), batch.values[idx],
+            scores.logp, batch.logp[idx], advantages, new_values, batch.values[idx],
             batch.returns[idx], scores.entropy, **loss_coefs,
         )
         # The distribution's own parameters (a Gaussian's log σ), unless frozen.
         own = [(p, g) for p, g in scores.parameter_gradients(d_logp, d_entropy) if p.requires_grad]
-        outputs = [head, new_values, *(parameter for parameter, _ in own)]
-        gradients = [scores.head_gradient(d_logp, d_entropy), d_values, *(gradient for _, gradient in own)]
-        return terms, outputs, gradients, None
+        head_gradient = scores.head_gradient(d_logp, d_entropy)
+
+        def backward() -> None:
+            backprop(head_gradient, d_values)
+            for parameter, gradient in own:
+                accumulate_gradient(parameter, gradient)
+
+        return terms, backward, None
     new_logp, entropy, new_values = agent.evaluate_actions(batch.obs[idx], batch.actions[idx], masks)
     terms = ppo_loss(
         new_logp, batch.logp[idx], advantages, new_values, batch.values[idx], batch.returns[idx], entropy,
         **loss_coefs, ref_logp=batch.ref_logp[idx] if batch.ref_logp is not None else None,
         ref_kl_coef=ref_kl_coef,
     )
-    if extra_loss is None:
-        return terms, [terms.loss], [None], None
-    extra = extra_loss()
-    return terms, [terms.loss + extra], [None], extra.item()
+    extra = extra_loss() if extra_loss is not None else None
+    loss = terms.loss if extra is None else terms.loss + extra
+    return terms, loss.backward, None if extra is None else extra.item()
 
 
 def ppo_update(
@@ -242,16 +252,13 @@ def ppo_update(
         else:
             advantages_of = minibatch_advantages(batch.advantages, splits, config.norm_adv, sync)
         for idx, advantages in zip(splits, advantages_of):
-            terms, outputs, output_gradients, extra = minibatch_objective(
+            terms, backward, extra = minibatch_objective(
                 agent, batch, idx, advantages, closed_form, loss_coefs, ref_kl_coef, extra_loss
             )
             if extra is not None:
                 sums["extra_loss"] = sums.get("extra_loss", 0.0) + extra
             clear_gradients(optimized)
-            if sync is not None:
-                sync.backward(outputs, output_gradients, parameters)
-            else:
-                torch.autograd.backward(outputs, output_gradients)
+            backpropagate(backward, sync, parameters)
             clip_gradients(named_parameters, config.max_grad_norm)
             optimizer.step()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+from typing import Callable
 
 import torch
 from torch import nn
@@ -13,6 +14,18 @@ from agents.networks.optimizer_steps import parameter_fingerprint, start_countin
 
 # The layers whose weights autocast casts to its low-precision dtype at every call.
 AUTOCAST_CAST_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+# backprop(∂L/∂head, ∂L/∂V): adds ∂L/∂θ of the network's parameters θ into their .grad.
+Backprop = Callable[[torch.Tensor, torch.Tensor], None]
+
+
+def accumulate_gradient(parameter: torch.Tensor, gradient: torch.Tensor) -> None:
+    """parameter.grad += gradient (the gradient itself, when there is none yet), as autograd's
+    AccumulateGrad does; hooks registered on the parameter are not called."""
+    if parameter.grad is None:
+        parameter.grad = gradient
+    else:
+        parameter.grad.add_(gradient)
 
 
 def layer_init(layer: nn.Module, gain: float = math.sqrt(2), bias: float = 0.0) -> nn.Module:
@@ -31,9 +44,10 @@ class ActorCritic(nn.Module):
 
     Subclasses set `distribution` (agents/networks/distributions.py, from the action space) and
     implement `forward(obs) -> (action head [B, distribution.head_size], value [B])`; this class
-    turns that into the three calls the PPO core makes: `act` during rollouts, `value` for
-    bootstrapping and `evaluate_actions` inside the update. `mask` [B, n] (Discrete actions)
-    rules out invalid actions: probability 0, no share of the entropy.
+    turns that into the calls the PPO core makes: `act` during rollouts, `value` for
+    bootstrapping, and inside the update `outputs_for_update` (the loss differentiated by hand)
+    or `evaluate_actions` (through autograd). `mask` [B, n] (Discrete actions) rules out invalid
+    actions: probability 0, no share of the entropy.
     """
 
     distribution: ActionDistribution
@@ -50,6 +64,18 @@ class ActorCritic(nn.Module):
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
+
+    def outputs_for_update(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Backprop]:
+        """(head, V(s), backprop) for an update that differentiates its loss by hand down to the
+        head and V(s) (agents/core/loss_gradients.py): the two outputs carry no graph, and
+        backprop(∂L/∂head, ∂L/∂V) adds every parameter's gradient into its .grad. Here through
+        autograd; a network may compute the gradients itself (MLPActorCritic)."""
+        head, value = self.logits_and_value(obs)
+
+        def backprop(head_gradient: torch.Tensor, value_gradient: torch.Tensor) -> None:
+            torch.autograd.backward([head, value], [head_gradient, value_gradient])
+
+        return head.detach(), value.detach(), backprop
 
     def logits_and_value(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """forward(obs), under autocast when `autocast_dtype` is set, returned as float32.

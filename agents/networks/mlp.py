@@ -9,10 +9,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.networks.actor_critic import ActorCritic, layer_init
+from agents.networks.actor_critic import ActorCritic, Backprop, layer_init
 from agents.networks.distributions import distribution_for
 from agents.networks.fused_mlp import ACTIVATIONS as FUSED_ACTIVATIONS
-from agents.networks.fused_mlp import two_trunk_forward
+from agents.networks.fused_mlp import two_trunk_forward, two_trunk_outputs
 from envs.images import is_image_space
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
@@ -83,6 +83,14 @@ class MLPActorCritic(ActorCritic):
                 x, self.activation, (self.policy_trunk, self.policy_head), (self.value_trunk, self.value_head)
             )
         return self.policy_head(self.policy_trunk(x)), self.value_head(self.value_trunk(x)).squeeze(-1)
+
+    def outputs_for_update(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Backprop]:
+        x = self._features(obs)
+        if self.autocast_dtype is None and torch.is_grad_enabled() and self.takes_fused_passes(x):
+            return two_trunk_outputs(
+                x, self.activation, (self.policy_trunk, self.policy_head), (self.value_trunk, self.value_head)
+            )
+        return super().outputs_for_update(obs)
 
     def takes_fused_passes(self, x: torch.Tensor) -> bool:
         """Whether forward runs agents/networks/fused_mlp.py's written-out passes: separate trunks,

@@ -21,7 +21,7 @@ import copy
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -145,21 +145,15 @@ class Distributed:
             normalized.append((part - mean) / (float(np.sqrt(variance)) + 1e-8))
         return normalized
 
-    def backward(
-        self,
-        outputs: list[torch.Tensor],
-        gradients: list[torch.Tensor | None],
-        parameters: list[torch.Tensor],
-    ) -> None:
-        """torch.autograd.backward(outputs, gradients) with the gradients averaged over the ranks
-        while it runs (GradientBuckets); when it returns, every parameter's .grad is its mean over
-        the ranks."""
+    def backward(self, backward: Callable[[], None], parameters: list[torch.Tensor]) -> None:
+        """backward() with the gradients averaged over the ranks while it runs (GradientBuckets);
+        when it returns, every parameter's .grad is its mean over the ranks."""
         key = tuple(id(p) for p in parameters)
         if self._buckets is None or self._buckets.key != key:
             if self._buckets is not None:
                 self._buckets.remove()
             self._buckets = GradientBuckets(parameters, self.world_size)
-        self._buckets.backward(outputs, gradients)
+        self._buckets.backward(backward)
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
         keys = sorted(values)
@@ -209,12 +203,14 @@ class GradientBuckets:
         for hook in self.hooks:
             hook.remove()
 
-    def backward(self, outputs: list[torch.Tensor], gradients: list[torch.Tensor | None]) -> None:
+    def backward(self, backward: Callable[[], None]) -> None:
+        """backward(), sending each bucket as its gradients arrive (through autograd's engine: a
+        network that fills .grad itself sends them all after it), then the means in .grad."""
         self.waiting = [len(bucket) for bucket in self.buckets]
         self.sent = []
         self.armed = True
         try:
-            torch.autograd.backward(outputs, gradients)
+            backward()
         finally:
             self.armed = False
         while len(self.sent) < len(self.buckets):

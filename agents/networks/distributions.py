@@ -59,7 +59,7 @@ def draw_categorical(probs: torch.Tensor) -> torch.Tensor:
     """One index per row of `probs`, drawn with probability probs[i] (rows summing to 1), as
     `torch.multinomial(probs, 1)` draws it: argmax_i probs[i] / q_i with q_i ~ Exp(1), the
     exponential-race form of the Gumbel-max trick, and the algorithm of torch's own one-sample
-    path (the same draws from the same generator, bit for bit: tests/test_distributions.py).
+    path (the same draws from the same generator, bit for bit: tests/test_spaces.py).
 
     Why not call it: on CPU, torch.multinomial first checks the whole tensor for negative and
     non-finite entries (reductions and a sync), 13–23 µs for 8 × 2 probabilities, where the draw

@@ -162,3 +162,20 @@ def test_networks_without_written_out_passes_backprop_through_autograd(one_torch
     (expected_head.sum() + expected_value.sum()).backward()
     for mine, parameter in zip(grads, shared.parameters()):
         assert torch.equal(mine, parameter.grad)
+
+
+def test_a_subclass_with_its_own_forward_is_trained_on_that_forward(one_torch_thread):
+    """outputs_for_update computes this class's forward; a subclass's own goes through autograd."""
+
+    class Doubled(MLPActorCritic):
+        def forward(self, obs):
+            head, value = super().forward(obs)
+            return 2 * head, value
+
+    torch.manual_seed(0)
+    network = Doubled(*SPACES["box"], [16, 16], "tanh")
+    obs = observations("box", 32)
+    head, _, backprop = network.outputs_for_update(obs)
+    assert torch.equal(head, network(obs)[0].detach())
+    backprop(torch.ones_like(head), torch.zeros(32))
+    assert network.policy_head.weight.grad is not None

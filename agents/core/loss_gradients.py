@@ -5,7 +5,8 @@ It is agents/core/loss.py's ppo_loss without a reference-policy term, with the s
 float rounding, the same gradients. Autograd records about twenty small operations for that loss
 and runs each backwards; here the gradients take a handful. The action distribution carries
 ∂L/∂ log π and ∂L/∂H on to its head and its own parameters (agents/networks/head_scores.py), and
-autograd runs through the network alone: on CartPole that saves a quarter of an update step.
+the network takes it from there (ActorCritic.outputs_for_update: autograd through the network
+alone, or the MLP's own backward pass): on CartPole that saves a quarter of an update step.
 
 With B samples and r = exp(log π(a|s) − log π_old):
   ∂L/∂ log π(a|s) = −(1/B) · ∂surrogate/∂ log r, where ∂surrogate/∂ log r is

@@ -139,7 +139,8 @@ def uses_closed_form_gradients(
     agent: ActorCritic, batch: Batch, extra_loss: Callable[[], torch.Tensor] | None
 ) -> bool:
     """Whether a step differentiates its loss by hand down to the network's outputs
-    (agents/core/loss_gradients.py) and runs autograd from there: when the action distribution
+    (agents/core/loss_gradients.py) and the network backpropagates from there
+    (ActorCritic.outputs_for_update): when the action distribution
     has a closed form (all of ours do), the network's evaluate_actions is the standard one (the
     transformer scores whole sequences its own way), and there is no reference-policy KL and no
     extra loss term. Anything else differentiates ppo_loss with autograd."""

@@ -20,8 +20,9 @@ Backprop = Callable[[torch.Tensor, torch.Tensor], None]
 
 
 def accumulate_gradient(parameter: torch.Tensor, gradient: torch.Tensor) -> None:
-    """parameter.grad += gradient (the gradient itself, when there is none yet), as autograd's
-    AccumulateGrad does; hooks registered on the parameter are not called."""
+    """parameter.grad += gradient; with no .grad yet, `gradient` itself becomes it (so it must be a
+    tensor of its own, of the parameter's dtype, contiguous). Unlike autograd's AccumulateGrad this
+    neither casts nor copies into the parameter's layout, and calls none of the parameter's hooks."""
     if parameter.grad is None:
         parameter.grad = gradient
     else:

@@ -56,20 +56,21 @@ def sample_action(logits: torch.Tensor, deterministic: bool = False) -> tuple[to
 
 
 def draw_categorical(probs: torch.Tensor) -> torch.Tensor:
-    """One index per row of `probs`, drawn with probability probs[i] (rows summing to 1), as
-    `torch.multinomial(probs, 1)` draws it: argmax_i probs[i] / q_i with q_i ~ Exp(1), the
-    exponential-race form of the Gumbel-max trick, and the algorithm of torch's own one-sample
-    path (the same draws from the same generator, bit for bit: tests/test_spaces.py).
+    """One index per row of `probs` (a softmax's output: non-negative, rows summing to 1), drawn
+    with probability probs[i] as `torch.multinomial(probs, 1)` draws it: argmax_i probs[i] / q_i
+    with q_i ~ Exp(1), the exponential-race form of the Gumbel-max trick, and the algorithm of
+    torch's own one-sample path (the same draws from the same generator, bit for bit:
+    tests/test_spaces.py).
 
-    Why not call it: on CPU, torch.multinomial first checks the whole tensor for negative and
-    non-finite entries (reductions and a sync), 13–23 µs for 8 × 2 probabilities, where the draw
-    takes 5. The check's purpose is kept: a NaN or ∞ in the logits makes a row's probabilities NaN,
-    and that raises here too."""
+    Why not call it: on CPU, torch.multinomial first checks the whole tensor for negative,
+    non-finite and all-zero rows (reductions and a sync), 13–23 µs for 8 × 2 probabilities, where
+    the draw takes 5. Of those checks only the one a softmax can fail is kept: +inf in the logits,
+    or a row of NaN or only −inf, makes that row's probabilities NaN, and that raises."""
     if probs.device.type != "cpu" or probs.dtype not in (torch.float32, torch.float64):
         return torch.multinomial(probs, 1).squeeze(-1)
     race = probs / torch.empty_like(probs).exponential_(1)
     if np.isnan(race.detach().numpy()).any():
-        raise ValueError("the policy's probabilities contain NaN (NaN or ±inf in the logits)")
+        raise ValueError("the policy's probabilities contain NaN (from NaN, +inf or all −inf logits)")
     return race.argmax(dim=-1)
 
 
@@ -110,7 +111,7 @@ class ActionDistribution(nn.Module):
     def closed_form(self) -> bool:
         """Whether scores() gives this distribution's log π and H with their derivatives: the PPO
         update then differentiates its loss by hand down to the head (agents/core/loss_gradients.py)
-        and runs autograd through the network only. Only where the class that defines scores()
+        and backpropagates through the network only. Only where the class that defines scores()
         also defines log_prob_and_entropy: a subclass that changes one of them (a temperature, a
         state-dependent σ) goes back to autograd."""
 

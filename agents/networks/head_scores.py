@@ -3,8 +3,8 @@
 An ActionDistribution's `scores(head, actions)` returns one of these: the numbers its
 log_prob_and_entropy computes (no autograd graph), and the way back from a loss's ∂L/∂ log π(a|s)
 and ∂L/∂H (per row, [B]; None: the loss has no entropy term) to ∂L/∂head and to the
-distribution's own parameters. The PPO update (agents/core/loss_gradients.py) uses them to run
-autograd through the network alone. Derivatives, per row:
+distribution's own parameters. The PPO update (agents/core/loss_gradients.py) uses them to
+backpropagate through the network alone (ActorCritic.outputs_for_update). Derivatives, per row:
 
 - categorical over logits l (π = softmax l):  ∂ log π_a/∂l_j = 1[j = a] − π_j,
   ∂H/∂l_j = −π_j (log π_j + H); a masked logit is replaced by the dtype's minimum and gets 0;

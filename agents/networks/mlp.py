@@ -86,17 +86,29 @@ class MLPActorCritic(ActorCritic):
 
     def outputs_for_update(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Backprop]:
         x = self._features(obs)
-        if self.autocast_dtype is None and torch.is_grad_enabled() and self.takes_fused_passes(x):
+        if self._runs_own_passes() and torch.is_grad_enabled() and self.takes_fused_passes(x):
             return two_trunk_outputs(
                 x, self.activation, (self.policy_trunk, self.policy_head), (self.value_trunk, self.value_head)
             )
         return super().outputs_for_update(obs)
 
+    def _runs_own_passes(self) -> bool:
+        """Whether outputs_for_update may compute what forward would: no autocast, and neither
+        forward nor logits_and_value changed by a subclass (the written-out passes are this class's
+        forward)."""
+        cls = type(self)
+        return (
+            self.autocast_dtype is None
+            and cls.forward is MLPActorCritic.forward
+            and cls.logits_and_value is ActorCritic.logits_and_value
+        )
+
     def takes_fused_passes(self, x: torch.Tensor) -> bool:
         """Whether forward runs agents/networks/fused_mlp.py's written-out passes: separate trunks,
         and none of what they leave out: autocast (its casts happen per nn.Linear call), gradients
         for the input itself, torch.compile's tracing (numpy inside). Forward hooks on the layers
-        are not called on that path."""
+        are not called on that path, nor, in the PPO update (outputs_for_update), the parameters'
+        gradient hooks."""
         return (
             self.value_trunk is not self.policy_trunk
             and self.activation in FUSED_ACTIVATIONS

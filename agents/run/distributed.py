@@ -6,8 +6,9 @@ The same algorithm with the same total hyperparameters as one process (CleanRL's
 ppo_atari_multigpu; DD-PPO, Wijmans et al. 2019): `env.num_envs` and the minibatch size are totals,
 split evenly across ranks; each rank steps its own envs (rank r's envs are seeded where one process
 would seed envs r·n … r·n + n − 1, so together they play one process's games) and starts from rank
-0's weights; at every optimizer step the gradients are averaged over the ranks (summed in buckets
-while the backward pass runs: GradientBuckets, RankSum) and advantages are normalised with the
+0's weights; at every optimizer step the gradients are averaged over the ranks (summed in buckets,
+sent while autograd's backward pass runs: GradientBuckets, RankSum; after it, for a network that
+computes its own gradients) and advantages are normalised with the
 whole minibatch's mean and std, so N ranks on one process's data take one process's step. Rank 0
 alone writes config.yaml, TensorBoard, checkpoints and videos; episode statistics are gathered
 from every rank. A stop signal is agreed on at update boundaries, so every rank stops after the

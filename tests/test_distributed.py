@@ -100,7 +100,10 @@ def worker(rank: int, port: int, out: str, case: dict) -> None:
         batch = make_batch(10 + 2 * update + rank)
         ppo_update(agent, optimizer, batch, ppo, 0.2, None, rank_part(0), sync=sync)
     torch.save({"after_one": after_one, "after_four": agent.state_dict()}, f"{out}/rank{rank}.pt")
-    dist.destroy_process_group()
+    # As the trainer does: a barrier first, so that neither rank tears gloo down while the other's
+    # last collectives may still be in flight (a rank done first was seen to abort in teardown).
+    sync.wait_for_all()
+    sync.close()
 
 
 # The MLP's gradients summed as one bucket after backward (the default size: gathered, it is

@@ -40,8 +40,8 @@ class Adam(torch.optim.Adam):
         for number, (params, states, group) in enumerate(groups):
             if not params:
                 continue
-            self._step_counter(number, states).add_(1)
-            steps = [state["step"] for state in states]
+            counter, steps = self._step_counter(number, states)
+            counter.add_(1)
             beta1, beta2 = group["betas"]
             torch._fused_adam_(
                 params, [p.grad for p in params], [state["exp_avg"] for state in states],
@@ -51,11 +51,11 @@ class Adam(torch.optim.Adam):
             )
         return None
 
-    def _step_counter(self, number: int, states: list[dict]) -> torch.Tensor:
-        """The tensor whose elements are the "step" of `states` (group `number`'s parameters that
-        have gradients), made when that set of step tensors changes: a parameter skipped for a
-        step, or a loaded state dict. Each state's "step" stays a tensor of its own for torch's step
-        and the state dict; only its storage is shared."""
+    def _step_counter(self, number: int, states: list[dict]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """(the tensor whose elements are the "step" of `states`, those steps), for group `number`'s
+        parameters that have gradients; made when that set of step tensors changes: a parameter
+        skipped for a step, or a loaded state dict. Each state's "step" stays a tensor of its own
+        for torch's step and the state dict; only its storage is shared."""
         counters = self.__dict__.setdefault("_step_counters", {})
         steps = [state["step"] for state in states]
         counter, views = counters.get(number, (None, []))
@@ -63,8 +63,9 @@ class Adam(torch.optim.Adam):
             counter = torch.stack(steps)
             for index, state in enumerate(states):
                 state["step"] = counter[index]
-            counters[number] = counter, [state["step"] for state in states]
-        return counter
+            views = [state["step"] for state in states]
+            counters[number] = counter, views
+        return counter, views
 
     def _plain_group(self, group: dict) -> tuple[list[torch.Tensor], list[dict], dict] | None:
         """(parameters with gradients, their states, the group) when the short step applies."""

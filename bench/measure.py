@@ -9,7 +9,10 @@ and starts its clocks after the imports. Times:
 from __future__ import annotations
 
 import math
+import os
+import sys
 import time
+from pathlib import Path
 
 
 def train_ours(config: dict, run_dir: str) -> dict:
@@ -32,36 +35,82 @@ def train_ours_ranks(config: dict, run_dir: str, nproc: int) -> dict:
     """Our trainer under torchrun with `nproc` ranks on this machine (agents/run/distributed.py).
     loop_time_s: from the training loop's start to its last update, read back from rank 0's last
     time/fps (env steps of every rank ÷ loop time)."""
-    import os
     import subprocess
-    import sys
-    from pathlib import Path
-
-    import yaml
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     started = time.time()
     run = Path(run_dir)
-    run.parent.mkdir(parents=True, exist_ok=True)
-    config_file = run.parent / f"{run.name}.yaml"
-    config_file.write_text(yaml.safe_dump({**config, "run_dir": str(run)}))
-    torchrun = Path(sys.executable).parent / "torchrun"
-    train_py = Path(__file__).resolve().parent.parent / "train.py"
+    command = [str(Path(sys.executable).parent / "torchrun"), "--standalone", f"--nproc_per_node={nproc}"]
     subprocess.run(
-        [str(torchrun), "--standalone", f"--nproc_per_node={nproc}", str(train_py), "--config",
-         str(config_file), "--no-progress"],
-        check=True, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "1"},
+        [*command, *train_command(config, run)], check=True, stdout=subprocess.DEVNULL, env=one_thread_env()
     )
-    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
-    events.Reload()
-    last = events.Scalars("time/fps")[-1]
+    steps, loop_time = last_fps(run)
     return {
         "start_time": started,
         "wall_time_s": time.time() - started,
-        "loop_time_s": last.step / last.value,
-        "steps": last.step,
+        "loop_time_s": loop_time,
+        "steps": steps,
         "nproc": nproc,
     }
+
+
+def train_independent(config: dict, run_dir: str, nproc: int) -> dict:
+    """`nproc` copies of our trainer at once, with nothing between them: each gets one rank's share
+    of `config` (its envs stepped in its own process, its part of each minibatch, one torch thread:
+    Distributed.local_config) and 1/nproc of the env steps. What data-parallel training could reach
+    on this machine if the gradient exchange and the ranks' waiting for each other cost nothing.
+    steps: every copy's; loop_time_s: the slowest copy's training loop (time/fps read back)."""
+    import subprocess
+
+    from agents.config import config_from_dict, config_to_dict
+    from agents.run.distributed import Distributed
+
+    started = time.time()
+    share = config_to_dict(Distributed(0, nproc, 0).local_config(config_from_dict(config)))
+    copies = []
+    for number in range(nproc):
+        run = Path(run_dir) / f"copy_{number}"
+        steps = config["total_timesteps"] // nproc
+        mine = {**share, "seed": share["seed"] + number, "total_timesteps": steps}
+        command = [sys.executable, *train_command(mine, run)]
+        copies.append((run, subprocess.Popen(command, stdout=subprocess.DEVNULL, env=one_thread_env())))
+    for _, process in copies:  # all of them first: none left running behind a failed one
+        process.wait()
+    for _, process in copies:
+        if process.returncode != 0:
+            raise subprocess.CalledProcessError(process.returncode, process.args)
+    measured = [last_fps(run) for run, _ in copies]
+    return {
+        "start_time": started,
+        "wall_time_s": time.time() - started,
+        "loop_time_s": max(loop_time for _, loop_time in measured),
+        "steps": sum(steps for steps, _ in measured),
+        "nproc": nproc,
+    }
+
+
+def train_command(config: dict, run: Path) -> list[str]:
+    """train.py's arguments for `config` logging into `run` (the config written beside it)."""
+    import yaml
+
+    run.parent.mkdir(parents=True, exist_ok=True)
+    config_file = run.parent / f"{run.name}.yaml"
+    config_file.write_text(yaml.safe_dump({**config, "run_dir": str(run)}))
+    train_py = Path(__file__).resolve().parent.parent / "train.py"
+    return [str(train_py), "--config", str(config_file), "--no-progress"]
+
+
+def one_thread_env() -> dict[str, str]:
+    return {**os.environ, "OMP_NUM_THREADS": "1"}
+
+
+def last_fps(run: Path) -> tuple[int, float]:
+    """(env steps, training-loop seconds) from a run's last time/fps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run), size_guidance={"scalars": 0})
+    events.Reload()
+    last = events.Scalars("time/fps")[-1]
+    return last.step, last.step / last.value
 
 
 def one_core_costs(config: dict, steps: int, updates: int) -> dict:

@@ -15,6 +15,9 @@ that ours reaches. With --nproc N, also:
   one core       env stepping, the policy's rollout-time forward passes and learning, each on one
                  core, and from them the machine bound: cores ÷ (core-seconds per env step of the
                  three), the most any split of the work over the machine's cores can reach
+  independent    N copies of train.py at once, each on one rank's share of the config, with no
+                 torch.distributed between them: what N ranks would reach if exchanging gradients
+                 and waiting for each other cost nothing (the ceiling of data parallelism here)
 With --overlap, also:
   ours, overlap  train() with env.vectorization: overlap (envs/overlap.py: one process, two env
                  groups, each stepping while the policy acts for the other)
@@ -58,6 +61,9 @@ RATIO_RANKS = "ratio ours {n} ranks / SB3"
 FRACTION_RANKS = "fraction of the machine bound: ours {n} ranks"
 FRACTION_ONE = "fraction of the machine bound: ours 1 process"
 FRACTION_SB3 = "fraction of the machine bound: SB3"
+INDEPENDENT = "{n} independent copies of a rank's share, nothing exchanged (env steps/s, all copies)"
+FRACTION_INDEPENDENT = "fraction of the machine bound: {n} independent copies"
+RATIO_RANKS_INDEPENDENT = "ratio ours {n} ranks / {n} independent copies"
 # With --overlap.
 OURS_OVERLAP = "ours end-to-end, 1 process, env.vectorization overlap (env steps/s)"
 RATIO_OVERLAP = "ratio ours overlap / SB3"
@@ -86,13 +92,21 @@ def measure(
 ) -> dict[str, list[dict]]:
     """{measurement: [result of each repeat]}, measured in turns."""
     from bench.isolated import run_isolated
-    from bench.measure import env_only, learner_only, one_core_costs, train_ours, train_ours_ranks, train_sb3
+    from bench.measure import (
+        env_only,
+        learner_only,
+        one_core_costs,
+        train_independent,
+        train_ours,
+        train_ours_ranks,
+        train_sb3,
+    )
 
     data = config_to_dict(config)
     updates = max(1, math.ceil(steps / config.batch_size))
     results: dict[str, list[dict]] = {"env": [], "learner": [], "ours": [], "sb3": []}
     if nproc > 1:
-        results.update(ranks=[], one_core=[])
+        results.update(ranks=[], one_core=[], independent=[])
     if overlap:
         results["overlap"] = []
         overlapped = {**data, "env": {**data["env"], "vectorization": "overlap"}}
@@ -111,20 +125,27 @@ def measure(
                 runs["one_core"] = lambda: run_isolated(
                     one_core_costs, config=data, steps=steps, updates=updates
                 )
+                runs["independent"] = lambda: run_isolated(
+                    train_independent, config=data, run_dir=f"{folder}/independent_{repeat}", nproc=nproc
+                )
             if overlap:
                 runs["overlap"] = lambda: run_isolated(
                     train_ours, config=overlapped, run_dir=f"{folder}/overlap_{repeat}"
                 )
             for name, run in runs.items():
                 result = run()
-                if name in ("ours", "sb3", "ranks", "overlap"):  # env steps over the training loop's time
+                if name in ("ours", "sb3", "ranks", "overlap", "independent"):  # env steps ÷ loop time
                     result["steps_per_s"] = result["steps"] / result["loop_time_s"]
                 results[name].append(result)
+            extra = "".join(
+                f", {name} {results[name][-1]['steps_per_s']:.0f}/s"
+                for name in ("ranks", "independent", "overlap") if name in results
+            )
             log(
                 f"[{repeat + 1}/{repeats}] env {results['env'][-1]['steps_per_s']:.0f}/s, "
                 f"learner {results['learner'][-1]['samples_per_s']:.0f} samples/s, "
                 f"ours {results['ours'][-1]['steps_per_s']:.0f}/s, "
-                f"SB3 {results['sb3'][-1]['steps_per_s']:.0f}/s",
+                f"SB3 {results['sb3'][-1]['steps_per_s']:.0f}/s{extra}",
                 flush=True,
             )
     return results
@@ -174,7 +195,7 @@ def machine_bound_rows(results: dict[str, list[dict]], ours: float, sb3: float, 
     env1, inference1 = median("one_core", "env_steps_per_s"), median("one_core", "inference_obs_per_s")
     learner1, epochs = median("one_core", "learner_samples_per_s"), median("one_core", "epochs_per_update")
     bound = (os.cpu_count() or 1) / (1 / env1 + 1 / inference1 + epochs / learner1)
-    ranks = median("ranks", "steps_per_s")
+    ranks, independent = median("ranks", "steps_per_s"), median("independent", "steps_per_s")
     memory = {"rss": median("ranks", "maxrss_mib"), "pss": median("ranks", "tree_pss_mib")}
     return {
         ONE_CORE_ENV: {"value": env1},
@@ -186,6 +207,9 @@ def machine_bound_rows(results: dict[str, list[dict]], ours: float, sb3: float, 
         FRACTION_RANKS.format(n=nproc): {"value": ranks / bound, "ratio": True},
         FRACTION_ONE: {"value": ours / bound, "ratio": True},
         FRACTION_SB3: {"value": sb3 / bound, "ratio": True},
+        INDEPENDENT.format(n=nproc): {"value": independent},
+        FRACTION_INDEPENDENT.format(n=nproc): {"value": independent / bound, "ratio": True},
+        RATIO_RANKS_INDEPENDENT.format(n=nproc): {"value": ranks / independent, "ratio": True},
     }
 
 

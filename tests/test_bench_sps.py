@@ -92,3 +92,51 @@ def test_overlap_that_cannot_split_is_refused_before_measuring(capsys):
     assert sps.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: env.vectorization: overlap")
+
+
+def test_machine_bound_and_the_independent_copies_rows():
+    """--nproc N: bound = cores / (1/env + 1/inference + epochs/learner) from one-core figures, and
+    N ranks against N independent copies (the ceiling without any exchange)."""
+    import os
+
+    memory = {"maxrss_mib": 100.0, "tree_pss_mib": 90.0}
+    results = {
+        "env": [{"steps_per_s": 1000.0, **memory}],
+        "learner": [{"samples_per_s": 8000.0, "epochs_per_update": 4.0, **memory}],
+        "ours": [{"steps_per_s": 400.0, **memory}],
+        "sb3": [{"steps_per_s": 250.0, **memory}],
+        "one_core": [{"env_steps_per_s": 2000.0, "inference_obs_per_s": 4000.0,
+                      "learner_samples_per_s": 4000.0, "epochs_per_update": 4.0}],
+        "ranks": [{"steps_per_s": s, "nproc": 2, **memory} for s in (500.0, 600.0, 700.0)],
+        "independent": [{"steps_per_s": s, "nproc": 2, **memory} for s in (800.0, 750.0, 900.0)],
+    }
+    summary = sps.summarise(results)
+    # per env step on one core: 1/2000 + 1/4000 + 4/4000 s = 1.75 ms
+    bound = (os.cpu_count() or 1) / 1.75e-3
+    assert summary[sps.MACHINE_BOUND]["value"] == pytest.approx(bound)
+    assert summary[sps.OURS_RANKS.format(n=2)]["value"] == 600.0
+    assert summary[sps.INDEPENDENT.format(n=2)]["value"] == 800.0
+    assert summary[sps.FRACTION_INDEPENDENT.format(n=2)]["value"] == pytest.approx(800.0 / bound)
+    assert summary[sps.RATIO_RANKS_INDEPENDENT.format(n=2)]["value"] == pytest.approx(0.75)
+
+
+def test_independent_copies_each_train_one_ranks_share(tmp_path):
+    """Two copies of train.py at once, each with half the envs and half the env steps, one torch
+    thread and envs in its own process, as a rank of a 2-rank run would have them."""
+    import yaml
+
+    from agents.config import config_to_dict
+    from bench.measure import train_independent
+
+    config = config_to_dict(sps.prepare(str(CONFIGS / "cartpole.yaml"), [], 1024))
+    result = train_independent(config, run_dir=str(tmp_path), nproc=2)
+    assert result["steps"] == 1024 and result["loop_time_s"] > 0
+    seeds = set()
+    for number in range(2):
+        written = yaml.safe_load((tmp_path / f"copy_{number}" / "config.yaml").read_text())
+        assert written["env"]["num_envs"] == config["env"]["num_envs"] // 2
+        assert written["env"]["vectorization"] == "sync" and written["torch_threads"] == 1
+        assert written["ppo"]["num_minibatches"] == config["ppo"]["num_minibatches"]
+        assert written["total_timesteps"] == 512
+        seeds.add(written["seed"])
+    assert len(seeds) == 2  # the copies play different games

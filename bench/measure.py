@@ -54,36 +54,57 @@ def train_ours_ranks(config: dict, run_dir: str, nproc: int) -> dict:
 
 
 def train_independent(config: dict, run_dir: str, nproc: int) -> dict:
-    """`nproc` copies of our trainer at once, with nothing between them: each gets one rank's share
-    of `config` (its envs stepped in its own process, its part of each minibatch, one torch thread:
-    Distributed.local_config) and 1/nproc of the env steps. What data-parallel training could reach
-    on this machine if the gradient exchange and the ranks' waiting for each other cost nothing.
-    steps: every copy's; loop_time_s: the slowest copy's training loop (time/fps read back)."""
+    """`nproc` copies of our trainer at once, with nothing between them: copy k gets rank k's share
+    of `config` (its envs, seeded as rank k's, stepped in its own process; its part of each
+    minibatch; one torch thread: Distributed.local_config; GPU k where there are GPUs) and 1/nproc
+    of the env steps, rounded up as the ranks' updates are. What data-parallel training could
+    reach on this machine if the gradient exchange and the ranks' waiting for each other cost
+    nothing. steps: every copy's; loop_time_s: from the first copy's loop start to the last one's
+    end (each read back from its last time/fps and the time it was logged)."""
     import subprocess
+
+    import torch
 
     from agents.config import config_from_dict, config_to_dict
     from agents.run.distributed import Distributed
+    from bench.isolated import BenchError
 
     started = time.time()
-    share = config_to_dict(Distributed(0, nproc, 0).local_config(config_from_dict(config)))
+    steps = -(-config["total_timesteps"] // nproc)
+    gpus = torch.cuda.device_count() if config["device"] != "cpu" else 0
     copies = []
-    for number in range(nproc):
-        run = Path(run_dir) / f"copy_{number}"
-        steps = config["total_timesteps"] // nproc
-        mine = {**share, "seed": share["seed"] + number, "total_timesteps": steps}
-        command = [sys.executable, *train_command(mine, run)]
-        copies.append((run, subprocess.Popen(command, stdout=subprocess.DEVNULL, env=one_thread_env())))
-    for _, process in copies:  # all of them first: none left running behind a failed one
-        process.wait()
-    for _, process in copies:
-        if process.returncode != 0:
-            raise subprocess.CalledProcessError(process.returncode, process.args)
-    measured = [last_fps(run) for run, _ in copies]
+    try:
+        for number in range(nproc):
+            rank = Distributed(number, nproc, number)
+            share = config_to_dict(rank.local_config(config_from_dict(config)))
+            seed = rank.env_seed(config["seed"], share["env"]["num_envs"])
+            # the run's own device setting: a rank's cuda:LOCAL_RANK is not a config value
+            mine = {**share, "device": config["device"], "seed": seed, "total_timesteps": steps}
+            env = one_thread_env()
+            if gpus:
+                env["CUDA_VISIBLE_DEVICES"] = str(number % gpus)
+            run = Path(run_dir) / f"copy_{number}"
+            command = [sys.executable, *train_command(mine, run)]
+            copies.append((run, subprocess.Popen(command, stdout=subprocess.DEVNULL, env=env)))
+        while True:  # until all have finished, or one has failed
+            codes = [process.poll() for _, process in copies]
+            failed = [(number, code) for number, code in enumerate(codes) if code not in (None, 0)]
+            if failed:
+                raise BenchError("copy {} of train.py failed with exit status {}".format(*failed[0]))
+            if all(code == 0 for code in codes):
+                break
+            time.sleep(0.2)
+    finally:  # a failed copy (or an exception here) ends the others
+        for _, process in copies:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    spans = [loop_span(run) for run, _ in copies]
     return {
         "start_time": started,
         "wall_time_s": time.time() - started,
-        "loop_time_s": max(loop_time for _, loop_time in measured),
-        "steps": sum(steps for steps, _ in measured),
+        "loop_time_s": max(end for _, _, end in spans) - min(start for _, start, _ in spans),
+        "steps": sum(copy_steps for copy_steps, _, _ in spans),
         "nproc": nproc,
     }
 
@@ -105,12 +126,19 @@ def one_thread_env() -> dict[str, str]:
 
 def last_fps(run: Path) -> tuple[int, float]:
     """(env steps, training-loop seconds) from a run's last time/fps."""
+    steps, start, end = loop_span(run)
+    return steps, end - start
+
+
+def loop_span(run: Path) -> tuple[int, float, float]:
+    """(env steps, loop start, loop end) of a run, in wall-clock seconds: its last time/fps
+    (env steps ÷ loop seconds) and the time that value was logged, after the last update."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     events = EventAccumulator(str(run), size_guidance={"scalars": 0})
     events.Reload()
     last = events.Scalars("time/fps")[-1]
-    return last.step, last.step / last.value
+    return last.step, last.wall_time - last.step / last.value, last.wall_time
 
 
 def one_core_costs(config: dict, steps: int, updates: int) -> dict:

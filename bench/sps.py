@@ -182,13 +182,13 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
         summary[RATIO_OVERLAP] = {"value": overlap / sb3, "ratio": True}
         summary[RATIO_OVERLAP_ONE] = {"value": overlap / ours, "ratio": True}
     if "ranks" in results:
-        summary.update(machine_bound_rows(results, ours, sb3, median))
+        summary.update(machine_bound_rows(results, ours, sb3, median, memory))
         if "overlap" in results:
             summary[FRACTION_OVERLAP] = {"value": overlap / summary[MACHINE_BOUND]["value"], "ratio": True}
     return summary
 
 
-def machine_bound_rows(results: dict[str, list[dict]], ours: float, sb3: float, median) -> dict:
+def machine_bound_rows(results: dict[str, list[dict]], ours: float, sb3: float, median, memory) -> dict:
     """The --nproc rows: one-core costs, the machine bound cores / (1/env + 1/inference +
     epochs/learner) in env steps/s, and each run's fraction of it."""
     nproc = results["ranks"][0]["nproc"]
@@ -196,18 +196,17 @@ def machine_bound_rows(results: dict[str, list[dict]], ours: float, sb3: float, 
     learner1, epochs = median("one_core", "learner_samples_per_s"), median("one_core", "epochs_per_update")
     bound = (os.cpu_count() or 1) / (1 / env1 + 1 / inference1 + epochs / learner1)
     ranks, independent = median("ranks", "steps_per_s"), median("independent", "steps_per_s")
-    memory = {"rss": median("ranks", "maxrss_mib"), "pss": median("ranks", "tree_pss_mib")}
     return {
         ONE_CORE_ENV: {"value": env1},
         ONE_CORE_INFERENCE: {"value": inference1},
         ONE_CORE_LEARNER: {"value": learner1},
         MACHINE_BOUND: {"value": bound},
-        OURS_RANKS.format(n=nproc): {"value": ranks, **memory},
+        OURS_RANKS.format(n=nproc): {"value": ranks, **memory("ranks")},
         RATIO_RANKS.format(n=nproc): {"value": ranks / sb3, "ratio": True},
         FRACTION_RANKS.format(n=nproc): {"value": ranks / bound, "ratio": True},
         FRACTION_ONE: {"value": ours / bound, "ratio": True},
         FRACTION_SB3: {"value": sb3 / bound, "ratio": True},
-        INDEPENDENT.format(n=nproc): {"value": independent},
+        INDEPENDENT.format(n=nproc): {"value": independent, **memory("independent")},
         FRACTION_INDEPENDENT.format(n=nproc): {"value": independent / bound, "ratio": True},
         RATIO_RANKS_INDEPENDENT.format(n=nproc): {"value": ranks / independent, "ratio": True},
     }

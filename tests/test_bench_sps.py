@@ -121,22 +121,33 @@ def test_machine_bound_and_the_independent_copies_rows():
 
 
 def test_independent_copies_each_train_one_ranks_share(tmp_path):
-    """Two copies of train.py at once, each with half the envs and half the env steps, one torch
-    thread and envs in its own process, as a rank of a 2-rank run would have them."""
+    """Two copies of train.py at once, each as rank k of a 2-rank run would train: half the envs,
+    seeded as rank k's, stepped in its own process, one torch thread, minibatches of a rank's size,
+    and half the env steps (rounded up to whole updates, as the ranks' are)."""
     import yaml
 
     from agents.config import config_to_dict
-    from bench.measure import train_independent
+    from bench.measure import loop_span, train_independent
 
-    config = config_to_dict(sps.prepare(str(CONFIGS / "cartpole.yaml"), [], 1024))
+    config = config_to_dict(sps.prepare(str(CONFIGS / "cartpole.yaml"), ["ppo.num_minibatches=4"], 1024))
+    config["total_timesteps"] = 1030  # not a whole number of batches: 5 updates of 2 × 128 for 2 ranks
     result = train_independent(config, run_dir=str(tmp_path), nproc=2)
-    assert result["steps"] == 1024 and result["loop_time_s"] > 0
-    seeds = set()
+    envs, steps = config["env"]["num_envs"], config["ppo"]["num_steps"]
+    rank_minibatch = envs * steps // 2 // 4
+    assert result["steps"] == 2 * 5 * (envs // 2) * steps
+    spans = []
     for number in range(2):
         written = yaml.safe_load((tmp_path / f"copy_{number}" / "config.yaml").read_text())
-        assert written["env"]["num_envs"] == config["env"]["num_envs"] // 2
+        assert written["env"]["num_envs"] == envs // 2
         assert written["env"]["vectorization"] == "sync" and written["torch_threads"] == 1
-        assert written["ppo"]["num_minibatches"] == config["ppo"]["num_minibatches"]
-        assert written["total_timesteps"] == 512
-        seeds.add(written["seed"])
-    assert len(seeds) == 2  # the copies play different games
+        copy_batch = written["env"]["num_envs"] * written["ppo"]["num_steps"]
+        assert copy_batch // written["ppo"]["num_minibatches"] == rank_minibatch
+        assert written["seed"] == config["seed"] + number * envs // 2  # rank k's env seeds
+        assert written["device"] == config["device"]
+        spans.append(loop_span(tmp_path / f"copy_{number}"))
+    # Launched together: the second copy's config was written before the first copy had finished
+    # (CartPole's loops are too short here to be sure they overlap; Breakout's last a minute).
+    finished = (tmp_path / "copy_0" / "checkpoints" / "final.pt").stat().st_mtime
+    assert (tmp_path / "copy_1.yaml").stat().st_mtime < finished
+    (_, start0, end0), (_, start1, end1) = spans
+    assert result["loop_time_s"] == pytest.approx(max(end0, end1) - min(start0, start1))

@@ -10,15 +10,15 @@ import pytest
 from bench import sps
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+MEMORY = {"maxrss_mib": 100.0, "tree_pss_mib": 90.0}  # made-up peak memory of a measurement
 
 
 def test_bound_and_ratios_from_medians():
-    memory = {"maxrss_mib": 100.0, "tree_pss_mib": 90.0}
     results = {
-        "env": [{"steps_per_s": s, **memory} for s in (900.0, 1000.0, 5000.0)],  # median 1000
-        "learner": [{"samples_per_s": 8000.0, "epochs_per_update": 4.0, **memory}],
-        "ours": [{"steps_per_s": 500.0, **memory}],
-        "sb3": [{"steps_per_s": 250.0, **memory}],
+        "env": [{"steps_per_s": s, **MEMORY} for s in (900.0, 1000.0, 5000.0)],  # median 1000
+        "learner": [{"samples_per_s": 8000.0, "epochs_per_update": 4.0, **MEMORY}],
+        "ours": [{"steps_per_s": 500.0, **MEMORY}],
+        "sb3": [{"steps_per_s": 250.0, **MEMORY}],
     }
     summary = sps.summarise(results)
     assert summary[sps.ENV_ONLY]["value"] == 1000.0
@@ -43,15 +43,22 @@ def test_sps_on_cartpole_reports_every_field(tmp_path, capsys):
         assert re.fullmatch(r"\s*\d+\s*", line.split("|")[3]), row
 
 
-def test_overlap_rows_are_ratios_of_the_medians():
-    memory = {"maxrss_mib": 100.0, "tree_pss_mib": 90.0}
-    results = {
-        "env": [{"steps_per_s": 1000.0, **memory}],
-        "learner": [{"samples_per_s": 8000.0, "epochs_per_update": 4.0, **memory}],
-        "ours": [{"steps_per_s": 400.0, **memory}],
-        "sb3": [{"steps_per_s": 250.0, **memory}],
-        "overlap": [{"steps_per_s": s, **memory} for s in (100.0, 500.0, 900.0)],  # median 500
+def one_process_results(**more: list[dict]) -> dict[str, list[dict]]:
+    """Made-up measurements of one repeat: env 1000/s, learner 8000 samples × 4 epochs/s, ours 400/s,
+    SB3 250/s; plus `more`."""
+    return {
+        "env": [{"steps_per_s": 1000.0, **MEMORY}],
+        "learner": [{"samples_per_s": 8000.0, "epochs_per_update": 4.0, **MEMORY}],
+        "ours": [{"steps_per_s": 400.0, **MEMORY}],
+        "sb3": [{"steps_per_s": 250.0, **MEMORY}],
+        **more,
     }
+
+
+def test_overlap_rows_are_ratios_of_the_medians():
+    results = one_process_results(
+        overlap=[{"steps_per_s": s, **MEMORY} for s in (100.0, 500.0, 900.0)],  # median 500
+    )
     summary = sps.summarise(results)
     assert summary[sps.OURS_OVERLAP]["value"] == 500.0
     assert summary[sps.RATIO_OVERLAP]["value"] == 2.0
@@ -99,17 +106,12 @@ def test_machine_bound_and_the_independent_copies_rows():
     N ranks against N independent copies (the ceiling without any exchange)."""
     import os
 
-    memory = {"maxrss_mib": 100.0, "tree_pss_mib": 90.0}
-    results = {
-        "env": [{"steps_per_s": 1000.0, **memory}],
-        "learner": [{"samples_per_s": 8000.0, "epochs_per_update": 4.0, **memory}],
-        "ours": [{"steps_per_s": 400.0, **memory}],
-        "sb3": [{"steps_per_s": 250.0, **memory}],
-        "one_core": [{"env_steps_per_s": 2000.0, "inference_obs_per_s": 4000.0,
-                      "learner_samples_per_s": 4000.0, "epochs_per_update": 4.0}],
-        "ranks": [{"steps_per_s": s, "nproc": 2, **memory} for s in (500.0, 600.0, 700.0)],
-        "independent": [{"steps_per_s": s, "nproc": 2, **memory} for s in (800.0, 750.0, 900.0)],
-    }
+    results = one_process_results(
+        one_core=[{"env_steps_per_s": 2000.0, "inference_obs_per_s": 4000.0,
+                   "learner_samples_per_s": 4000.0, "epochs_per_update": 4.0}],
+        ranks=[{"steps_per_s": s, "nproc": 2, **MEMORY} for s in (500.0, 600.0, 700.0)],
+        independent=[{"steps_per_s": s, "nproc": 2, **MEMORY} for s in (800.0, 750.0, 900.0)],
+    )
     summary = sps.summarise(results)
     # per env step on one core: 1/2000 + 1/4000 + 4/4000 s = 1.75 ms
     bound = (os.cpu_count() or 1) / 1.75e-3
